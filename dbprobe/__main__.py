@@ -1,0 +1,3 @@
+from dbprobe.cli import main
+
+raise SystemExit(main())
