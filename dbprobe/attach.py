@@ -1,0 +1,143 @@
+"""Compile the BPF programs with BCC and attach them to every process of a binary.
+
+Uprobes are attached by binary and file offset with pid -1, so every process mapping the
+binary is traced, those running now and those forked later (postgres forks a backend per
+connection). USDT semaphores use the kernel's uprobe reference counter (``ref_ctr_offset``,
+Linux 4.20+): the kernel raises the semaphore in every such process, present and future,
+and lowers it on detach. libbcc's ``bpf_attach_uprobe`` takes that offset as its seventh
+argument, which BCC's own Python declaration leaves out (bcc issue 5236), so the call is
+declared here on a separate function object.
+
+``Attachment`` owns the module and every perf event it opened; closing it detaches all,
+and the kernel drops them too if the process dies, since they live as file descriptors.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import os
+import re
+import tempfile
+from contextlib import contextmanager
+from typing import Iterator, Sequence
+
+from dbprobe.bpfgen import HookProgram
+from dbprobe.errors import DbprobeError
+
+UPROBE_ENTRY = 0
+UPROBE_RETURN = 1
+
+_event_numbers = itertools.count()
+
+
+def import_bcc():
+    try:
+        import bcc
+    except ImportError:
+        raise DbprobeError("BCC's Python bindings are missing: apt-get install python3-bpfcc "
+                           "(and run dbprobe with a Python that sees them)") from None
+    return bcc
+
+
+class Attachment:
+    """A compiled BPF module and the uprobes its programs are attached to."""
+
+    def __init__(self, source: str, cflags: Sequence[str]):
+        bcc = import_bcc()
+        self._lib = bcc.libbcc.lib
+        self._attach_uprobe = _declare_attach_uprobe(self._lib)
+        with _captured_stderr() as diagnostics:
+            try:
+                self.bpf = bcc.BPF(text=source, cflags=list(cflags))
+            except Exception as error:
+                raise DbprobeError(_compile_failure(error, diagnostics())) from None
+        self._events: list[tuple[bytes, int]] = []  # (event name, perf event fd)
+
+    def attach(self, programs: Sequence[HookProgram]) -> int:
+        """Attach every site of every program, or none: a failure detaches what was done."""
+        try:
+            for program in programs:
+                self._attach_program(program)
+        except BaseException:
+            self.detach()
+            raise
+        return len(self._events)
+
+    def _attach_program(self, program: HookProgram) -> None:
+        bcc = import_bcc()
+        try:
+            function = self.bpf.load_func(program.function.encode(), bcc.BPF.KPROBE)
+        except Exception as error:
+            raise DbprobeError(f"the kernel refused program {program.function} for "
+                               f"{program.sites[0].label}: {str(error).splitlines()[0]}") from None
+        kind = UPROBE_RETURN if program.on_return else UPROBE_ENTRY
+        for site in program.sites:
+            name = f"dbprobe_{os.getpid()}_{next(_event_numbers)}".encode()
+            fd = self._attach_uprobe(function.fd, kind, name, site.binary.encode(),
+                                     site.file_offset, -1, site.ref_ctr_offset)
+            if fd < 0:
+                raise DbprobeError(f"cannot attach to {site.label} in {site.binary} at offset "
+                                   f"{site.file_offset:#x}: {os.strerror(-fd) if fd < -1 else 'refused'}")
+            self._events.append((name, fd))
+
+    @property
+    def attached(self) -> int:
+        return len(self._events)
+
+    def detach(self) -> None:
+        """Remove every uprobe; safe to call twice and from a failing attach."""
+        while self._events:
+            name, fd = self._events.pop()
+            self._lib.bpf_close_perf_event_fd(fd)
+            self._lib.bpf_detach_uprobe(name)
+
+    def close(self) -> None:
+        self.detach()
+        bpf, self.bpf = self.bpf, None
+        if bpf is not None:
+            bpf.cleanup()
+
+    def __enter__(self) -> "Attachment":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _declare_attach_uprobe(lib):
+    # lib["name"] is a fresh function object: BCC's own declaration stays untouched.
+    function = lib["bpf_attach_uprobe"]
+    function.restype = ctypes.c_int
+    function.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p,
+                         ctypes.c_uint64, ctypes.c_int, ctypes.c_uint32]
+    return function
+
+
+@contextmanager
+def _captured_stderr() -> Iterator:
+    """Collect what libbcc and clang write to fd 2, to report it as one line or drop it."""
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lambda: _read_back(sink)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _read_back(sink) -> str:
+    sink.flush()
+    sink.seek(0)
+    return sink.read().decode(errors="replace")
+
+
+def _compile_failure(error: Exception, diagnostics: str) -> str:
+    if "kernel headers" in diagnostics.lower() or "linux/" in diagnostics and "not found" in diagnostics:
+        return ("BCC cannot find kernel headers for this kernel: run `dbprobe doctor` "
+                "for how to install them")
+    first_error = next((line.strip() for line in diagnostics.splitlines()
+                        if re.search(r"\berror\b", line)), None)
+    detail = first_error or str(error).splitlines()[0]
+    return f"the BPF program did not compile: {detail}"

@@ -1,0 +1,75 @@
+"""Who a backend is: its database, user and container pid, looked up once and kept.
+
+Only events that reach user space ask, so this reads ``/proc`` at most once per backend
+and refreshes an entry when its process turns out to have been replaced (pid reuse).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import psutil
+
+from dbprobe.discovery import BackendInfo, backend_info, ns_pid_of
+
+RECHECK_SECONDS = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    pid: int
+    started: float | None  # process creation time; None when the process is gone
+    info: BackendInfo | None
+    ns_pid: int | None
+
+
+def _process_started(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None
+
+
+class BackendDirectory:
+    """Backend identities by pid, valid as long as the process with that pid is the same."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic,
+                 started: Callable[[int], float | None] = _process_started,
+                 describe: Callable[[int], BackendInfo | None] = backend_info,
+                 ns_pid: Callable[[int], int | None] = ns_pid_of):
+        self._clock = clock
+        self._started = started
+        self._describe = describe
+        self._ns_pid = ns_pid
+        self._entries: dict[int, tuple[Backend, float]] = {}
+
+    def lookup(self, pid: int) -> Backend:
+        entry = self._entries.get(pid)
+        now = self._clock()
+        if entry is not None:
+            backend, checked = entry
+            if now - checked < RECHECK_SECONDS:
+                return backend
+            if backend.started is not None and self._started(pid) == backend.started:
+                self._entries[pid] = (backend, now)
+                return backend
+        backend = self._read(pid)
+        self._entries[pid] = (backend, now)
+        return backend
+
+    def _read(self, pid: int) -> Backend:
+        return Backend(pid=pid, started=self._started(pid), info=self._describe(pid),
+                       ns_pid=self._ns_pid(pid))
+
+    def forget(self, pid: int) -> None:
+        self._entries.pop(pid, None)
+
+    def alive(self, pid: int) -> bool:
+        """Whether the process known under pid still runs (not a newcomer with its pid)."""
+        entry = self._entries.get(pid)
+        started = self._started(pid)
+        if started is None:
+            return False
+        return entry is None or entry[0].started in (None, started)

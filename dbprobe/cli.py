@@ -1,0 +1,49 @@
+"""The ``dbprobe`` command line: parse arguments, run one command, turn errors into one line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from importlib import import_module
+from typing import Sequence
+
+from dbprobe import __version__
+from dbprobe.errors import DbprobeError
+
+# command name -> (module under dbprobe.commands, one-line help)
+COMMANDS = {
+    "slow": ("slow", "slow queries live, and a digest by fingerprint on exit"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dbprobe",
+        description="eBPF profiler for PostgreSQL and MySQL/MariaDB: attaches to running "
+                    "servers, no restart, no extension.",
+    )
+    parser.add_argument("--version", action="version", version=f"dbprobe {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, summary) in COMMANDS.items():
+        module = import_module(f"dbprobe.commands.{module_name}")
+        command = commands.add_parser(name, help=summary, description=summary)
+        module.add_arguments(command)
+        command.set_defaults(run=module.run_command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except DbprobeError as error:
+        print(f"dbprobe: error: {error}", file=sys.stderr)
+        return error.exit_status
+    except BrokenPipeError:
+        # The reader went away (dbprobe ... | head): stop quietly, probes already detached.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        return 130

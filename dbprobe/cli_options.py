@@ -1,0 +1,59 @@
+"""Options the tracing commands share, with the conventions of the BCC tools."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from dataclasses import dataclass
+
+from dbprobe.errors import DbprobeError
+from dbprobe.units import parse_duration_ns
+
+
+def add_target_options(parser: argparse.ArgumentParser) -> None:
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("-p", "--pid", type=int, metavar="PID",
+                        help="trace only this server (its postmaster, any backend, or mysqld)")
+    target.add_argument("--binary", metavar="PATH",
+                        help="trace this server binary, including servers not started yet")
+
+
+def add_output_options(parser: argparse.ArgumentParser, *, digest: str) -> None:
+    parser.add_argument("--duration", type=_seconds, metavar="S",
+                        help="stop after this long (30, 30s, 5m); default: until Ctrl-C")
+    parser.add_argument("--interval", type=_seconds, metavar="S",
+                        help=f"print {digest} every S seconds, for that interval")
+    parser.add_argument("--json", action="store_true",
+                        help="one JSON object per line on stdout; messages go to stderr")
+    parser.add_argument("--show-literals", action="store_true",
+                        help="show statements as sent, literals included (they can hold secrets)")
+
+
+@dataclass(frozen=True, slots=True)
+class OutputOptions:
+    json: bool
+    show_literals: bool
+    width: int | None  # the terminal's, or None to never cut lines
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "OutputOptions":
+        width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+        return cls(json=args.json, show_literals=args.show_literals, width=width)
+
+
+def parse_threshold_ns(text: str) -> int:
+    try:
+        return parse_duration_ns(text, default_unit="ms")
+    except ValueError as error:
+        raise DbprobeError(f"--threshold: {error}") from None
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = parse_duration_ns(text, default_unit="s") / 1e9
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError("must be more than zero")
+    return seconds

@@ -1,0 +1,94 @@
+"""Reading what the kernel side produced: ring-buffer records and the counting maps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Callable
+
+from dbprobe.events import HIST_SLOTS, PROTOCOLS, RawQuery, decode
+
+
+@dataclass(frozen=True, slots=True)
+class KernelTotals:
+    """Counters summed over CPUs since the programs were loaded."""
+
+    queries: int = 0
+    query_ns: int = 0
+    emitted: int = 0
+    lost: int = 0
+
+    def __sub__(self, earlier: "KernelTotals") -> "KernelTotals":
+        return KernelTotals(*(getattr(self, f.name) - getattr(earlier, f.name) for f in fields(self)))
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyHistogram:
+    """Counts of statements per log2 bucket of microseconds, per protocol."""
+
+    slots: dict[str, tuple[int, ...]]
+
+    @classmethod
+    def empty(cls) -> "LatencyHistogram":
+        return cls({protocol: (0,) * HIST_SLOTS for protocol in PROTOCOLS})
+
+    def __sub__(self, earlier: "LatencyHistogram") -> "LatencyHistogram":
+        return LatencyHistogram({
+            protocol: tuple(a - b for a, b in zip(counts, earlier.slots[protocol]))
+            for protocol, counts in self.slots.items()
+        })
+
+    def combined(self) -> tuple[int, ...]:
+        return tuple(sum(column) for column in zip(*self.slots.values()))
+
+    @property
+    def total(self) -> int:
+        return sum(self.combined())
+
+
+class Collector:
+    """Delivers ring-buffer records to a callback and reads the kernel's counters."""
+
+    def __init__(self, bpf, on_record: Callable[[RawQuery], None]):
+        self._bpf = bpf
+        self._on_record = on_record
+        self._failure: BaseException | None = None
+        bpf["events"].open_ring_buffer(self._deliver)
+
+    def _deliver(self, _ctx, data, size) -> int:
+        # An exception cannot cross the C callback: keep it, stop this poll, raise after.
+        try:
+            record = decode(data, size)
+            if record is not None:
+                self._on_record(record)
+            return 0
+        except BaseException as error:
+            self._failure = error
+            return -1
+
+    def poll(self, timeout_ms: int) -> None:
+        """Wait up to timeout_ms for records and deliver all that are ready."""
+        self._bpf.ring_buffer_poll(timeout_ms)
+        self._raise_failure()
+
+    def drain(self) -> None:
+        """Deliver what is already in the ring buffer without waiting."""
+        self._bpf.ring_buffer_consume()
+        self._raise_failure()
+
+    def _raise_failure(self) -> None:
+        failure, self._failure = self._failure, None
+        if failure is not None:
+            raise failure
+
+    def totals(self) -> KernelTotals:
+        per_cpu = self._bpf["totals"].getvalue(self._bpf["totals"].Key(0))
+        return KernelTotals(*(sum(getattr(cpu, f.name) for cpu in per_cpu)
+                              for f in fields(KernelTotals)))
+
+    def histogram(self) -> LatencyHistogram:
+        table = self._bpf["query_hist"]
+        counts = [sum(table.getvalue(table.Key(index))) for index in range(len(PROTOCOLS) * HIST_SLOTS)]
+        return LatencyHistogram({
+            protocol: tuple(counts[number * HIST_SLOTS:(number + 1) * HIST_SLOTS])
+            for number, protocol in enumerate(PROTOCOLS)
+        })

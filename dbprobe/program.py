@@ -1,0 +1,69 @@
+"""Assembling the one BPF program text a trace loads: sources, entry points, parameters.
+
+BCC rewrites map operations (``events.ringbuf_output(...)``, ``totals.lookup(...)``) only
+in the main source text, not in the files it includes; a map call left in a header
+compiles to an indirect call the kernel rejects. So the quoted ``#include "..."`` lines of
+the sources under ``probes/`` are expanded here, each file once, before compiling.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from dbprobe.bpfgen import HookProgram, entry_points_source, group_sites
+from dbprobe.plan import FamilyPlan
+
+_LOCAL_INCLUDE = re.compile(r'^#include "(?P<name>[^"]+)"[ \t]*$', re.MULTILINE)
+
+
+@dataclass(frozen=True, slots=True)
+class TraceProgram:
+    source: str
+    cflags: tuple[str, ...]
+    hooks: tuple[HookProgram, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Parameters:
+    """Compile-time parameters of the kernel side."""
+
+    threshold_ns: int = 0
+    filter_pids: bool = False  # trace only the processes user space puts in traced_pids
+
+    def cflags(self) -> tuple[str, ...]:
+        flags = [f"-DDBP_THRESHOLD_NS={self.threshold_ns}ULL"]
+        if self.filter_pids:
+            flags.append("-DDBP_FILTER_PIDS=1")
+        return tuple(flags)
+
+
+def build_program(plans: Sequence[FamilyPlan], parameters: Parameters) -> TraceProgram:
+    hooks = group_sites([site for plan in plans for site in plan.sites])
+    seen: set[Path] = set()
+    sources = dict.fromkeys(plan.family.source for plan in plans)
+    text = "\n".join(expand_includes(source, seen) for source in sources)
+    return TraceProgram(
+        source=text + "\n" + entry_points_source(hooks),
+        cflags=parameters.cflags(),
+        hooks=tuple(hooks),
+    )
+
+
+def expand_includes(path: Path, seen: set[Path]) -> str:
+    """The file's text with its local includes inlined, each file at most once overall."""
+    path = path.resolve()
+    if path in seen:
+        return ""
+    seen.add(path)
+    text = path.read_text()
+
+    def inline(match: re.Match) -> str:
+        included = path.parent / match.group("name")
+        if not included.is_file():
+            raise FileNotFoundError(f"{path.name} includes {match.group('name')}, which is missing")
+        return expand_includes(included, seen)
+
+    return _LOCAL_INCLUDE.sub(inline, text)

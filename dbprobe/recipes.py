@@ -1,0 +1,190 @@
+"""Probe recipes: the declarative files in ``probes/`` that say how to trace each database.
+
+A recipe (``probes/<database>.toml``) lists, for each report family (``query``, ``locks``,
+``txn``), the kernel program that serves it and the variants that can feed its handlers:
+USDT probes where the server was built with them, uprobes on functions where it was not.
+This module only loads and validates recipes; binding them to a binary is ``plan``'s job.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+from dbprobe.argspec import ArgSpec, ArgSpecError, parse_argspec
+from dbprobe.errors import DbprobeError
+
+MECHANISMS = ("usdt", "uprobe")
+
+
+class RecipeError(DbprobeError):
+    """A recipe file that does not say what it must."""
+
+
+@dataclass(frozen=True, slots=True)
+class Hook:
+    """One handler of a family's program, fed by one probe or function."""
+
+    handler: str
+    probe: str | None = None  # USDT probe name, without provider
+    symbol: str | None = None  # function name for a uprobe
+    usdt_args: tuple[int, ...] = ()  # 1-based argument numbers of the USDT probe
+    uprobe_args: tuple[ArgSpec, ...] = ()  # where the function's arguments live
+    on_return: bool = False
+    versions: tuple[SpecifierSet, ...] = ()  # any may match; empty means every version
+
+    @property
+    def target(self) -> str:
+        return self.probe or f"{self.symbol}{' (return)' if self.on_return else ''}"
+
+    def applies_to(self, version: str | None) -> bool:
+        if not self.versions or version is None:
+            return True
+        try:
+            parsed = Version(version)
+        except InvalidVersion:
+            return True
+        return any(parsed in spec for spec in self.versions)
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    mechanism: str  # "usdt" | "uprobe"
+    hooks: tuple[Hook, ...]
+
+    def hooks_for(self, version: str | None) -> tuple[Hook, ...]:
+        return tuple(hook for hook in self.hooks if hook.applies_to(version))
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    name: str
+    source: Path  # the BPF C program
+    variants: tuple[Variant, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Recipe:
+    database: str
+    usdt_provider: str | None
+    process_names: tuple[str, ...]
+    families: dict[str, Family]
+
+    def family(self, name: str) -> Family:
+        try:
+            return self.families[name]
+        except KeyError:
+            raise RecipeError(f"the {self.database} recipe has no '{name}' probes") from None
+
+
+def probes_dir() -> Path:
+    """The folder of recipes and BPF sources: beside the package, or installed data."""
+    candidates = (
+        Path(__file__).resolve().parent.parent / "probes",
+        Path(sys.prefix) / "share" / "dbprobe" / "probes",
+    )
+    for candidate in candidates:
+        if (candidate / "dbprobe.h").is_file():
+            return candidate
+    raise DbprobeError("dbprobe's probes/ folder is missing: reinstall dbprobe")
+
+
+def available_databases() -> list[str]:
+    return sorted(path.stem for path in probes_dir().glob("*.toml"))
+
+
+@cache
+def load_recipe(database: str) -> Recipe:
+    path = probes_dir() / f"{database}.toml"
+    if not path.is_file():
+        raise RecipeError(f"no recipe for '{database}' (have: {', '.join(available_databases())})")
+    try:
+        document = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise RecipeError(f"{path.name}: {error}") from None
+    return _recipe_from(document, path)
+
+
+def _recipe_from(document: dict, path: Path) -> Recipe:
+    where = path.name
+    families = {
+        name: _family_from(name, body, path.parent, f"{where}: families.{name}")
+        for name, body in _require(document, "families", dict, where).items()
+    }
+    return Recipe(
+        database=_require(document, "database", str, where),
+        usdt_provider=document.get("usdt_provider"),
+        process_names=tuple(document.get("process_names", ())),
+        families=families,
+    )
+
+
+def _family_from(name: str, body: dict, folder: Path, where: str) -> Family:
+    source = folder / _require(body, "source", str, where)
+    if not source.is_file():
+        raise RecipeError(f"{where}: source {source.name} does not exist")
+    variants = tuple(
+        _variant_from(variant, f"{where}.variants[{index}]")
+        for index, variant in enumerate(_require(body, "variants", list, where))
+    )
+    return Family(name=name, source=source, variants=variants)
+
+
+def _variant_from(body: dict, where: str) -> Variant:
+    mechanism = _require(body, "mechanism", str, where)
+    if mechanism not in MECHANISMS:
+        raise RecipeError(f"{where}: mechanism must be one of {', '.join(MECHANISMS)}")
+    hooks = tuple(
+        _hook_from(hook, mechanism, f"{where}.hooks[{index}]")
+        for index, hook in enumerate(_require(body, "hooks", list, where))
+    )
+    return Variant(mechanism=mechanism, hooks=hooks)
+
+
+def _hook_from(body: dict, mechanism: str, where: str) -> Hook:
+    handler = _require(body, "handler", str, where)
+    versions = _versions_from(body.get("versions"), where)
+    args = body.get("args", [])
+    if "probe" in body:
+        if mechanism != "usdt":
+            raise RecipeError(f"{where}: a {mechanism} variant cannot use USDT probes")
+        if not all(isinstance(arg, int) and arg >= 1 for arg in args):
+            raise RecipeError(f"{where}: usdt args are argument numbers from 1")
+        return Hook(handler=handler, probe=_require(body, "probe", str, where),
+                    usdt_args=tuple(args), versions=versions)
+    try:
+        specs = tuple(parse_argspec(arg) for arg in args)
+    except (ArgSpecError, TypeError) as error:
+        raise RecipeError(f"{where}: {error}") from None
+    on_return = bool(body.get("return", False))
+    if on_return and any(spec.kind == "symbol" for spec in specs):
+        raise RecipeError(f"{where}: a return probe cannot read globals relative to its site")
+    return Hook(handler=handler, symbol=_require(body, "symbol", str, where),
+                uprobe_args=specs, on_return=on_return, versions=versions)
+
+
+def _versions_from(value: object, where: str) -> tuple[SpecifierSet, ...]:
+    if value is None:
+        return ()
+    texts = [value] if isinstance(value, str) else value
+    try:
+        return tuple(SpecifierSet(text) for text in texts)
+    except (InvalidSpecifier, TypeError):
+        raise RecipeError(f"{where}: versions {value!r} are not version specifiers") from None
+
+
+def _require(body: dict, key: str, kind: type, where: str):
+    value = body.get(key)
+    if not isinstance(value, kind):
+        raise RecipeError(f"{where}: '{key}' must be a {kind.__name__}")
+    return value

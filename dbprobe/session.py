@@ -1,0 +1,190 @@
+"""One trace from attach to detach: the lifecycle every tracing command shares.
+
+``Trace`` checks the machine, picks the targets, binds the recipes, compiles and attaches;
+if any step fails, whatever was attached is detached before the error surfaces. ``run``
+polls until Ctrl-C, SIGTERM, SIGHUP or the duration ends, and keeps an eye on the traced
+servers: one that stops is reported, and tracing goes on.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
+
+import psutil
+
+from dbprobe import preflight
+from dbprobe.attach import Attachment
+from dbprobe.backends import BackendDirectory
+from dbprobe.collector import Collector
+from dbprobe.correlate import Correlator
+from dbprobe.errors import DbprobeError
+from dbprobe.events import RawQuery
+from dbprobe.model import Query, Source
+from dbprobe.plan import FamilyPlan, plan_family, require_plan
+from dbprobe.program import Parameters, build_program
+from dbprobe.recipes import load_recipe
+from dbprobe.targets import Target, choose_targets
+
+POLL_MS = 200
+LIVENESS_SECONDS = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class TraceRequest:
+    families: tuple[str, ...]  # report families: "query", ...
+    databases: tuple[str, ...]  # which servers the report is for
+    pid: int | None = None
+    binary: str | None = None
+    threshold_ns: int = 0
+
+
+class Trace:
+    """Programs compiled and attached to the targets' binaries; close() detaches."""
+
+    def __init__(self, request: TraceRequest, on_query: Callable[[Query], None]):
+        preflight.require_tracing_ready()
+        self.targets = choose_targets(pid=request.pid, binary=request.binary,
+                                      databases=request.databases)
+        self.plans = [plan for target in self.targets for plan in _plans_for(target, request.families)]
+        parameters = Parameters(threshold_ns=request.threshold_ns, filter_pids=request.pid is not None)
+        program = build_program(self.plans, parameters)
+        self.sources = {hook.hook_id: Source(self._db_of(hook.binary), hook.binary, hook.mechanism)
+                        for hook in program.hooks}
+        self._correlator = Correlator(self.sources, BackendDirectory())
+        self._on_query = on_query
+        self.started = time.time()
+        self._attachment = Attachment(program.source, program.cflags)
+        try:
+            if parameters.filter_pids:
+                self._seed_traced_pids()
+            self.probes_attached = self._attachment.attach(program.hooks)
+            self.collector = Collector(self._attachment.bpf, self._deliver)
+        except BaseException:
+            self._attachment.close()
+            raise
+
+    def _db_of(self, binary: str) -> str:
+        return next(target.db for target in self.targets if target.binary == binary)
+
+    def _seed_traced_pids(self) -> None:
+        table = self._attachment.bpf["traced_pids"]
+        for pid in self.targets[0].processes:
+            table[table.Key(pid)] = table.Leaf(1)
+
+    def _deliver(self, record: RawQuery) -> None:
+        self._on_query(self._correlator.query(record))
+
+    def close(self) -> None:
+        self._attachment.close()
+
+    def __enter__(self) -> "Trace":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def describe(self) -> list[str]:
+        """What was attached, for the startup message."""
+        lines = []
+        for target in self.targets:
+            servers = ", ".join(f"pid {server.pid} ({len(server.processes)} processes"
+                                + (f", container {server.container}" if server.container else "") + ")"
+                                for server in target.servers) or "no server running yet"
+            lines.append(f"{target.db} {target.version or '(version unknown)'}: {servers}")
+            for plan in self.plans:
+                if plan.binary == target.binary:
+                    lines.append(f"  {plan.family.name}: {plan.binary} via {plan.why}, "
+                                 f"{len(plan.sites)} probes ({_probe_names(plan)})")
+        return lines
+
+
+def _plans_for(target: Target, families: Sequence[str]) -> list[FamilyPlan]:
+    recipe = load_recipe(target.db)
+    binary = target.open_binary()
+    return [require_plan(plan_family(recipe, family, binary, target.version), target.db)
+            for family in families]
+
+
+def _probe_names(plan: FamilyPlan) -> str:
+    return ", ".join(dict.fromkeys(site.label.split(":")[-1] for site in plan.sites))
+
+
+class ServerWatch:
+    """Notices traced servers that stop, once each."""
+
+    def __init__(self, targets: Sequence[Target], warn: Callable[[str], None], filtered: bool):
+        self._servers = {server.pid: server for target in targets for server in target.servers}
+        self._warn = warn
+        self._filtered = filtered
+        self._next_check = 0.0
+
+    def check(self, now: float) -> None:
+        if now < self._next_check:
+            return
+        self._next_check = now + LIVENESS_SECONDS
+        for pid, server in list(self._servers.items()):
+            if psutil.pid_exists(pid):
+                continue
+            del self._servers[pid]
+            then = ("a restarted server has a new pid: run dbprobe again to follow it" if self._filtered
+                    else "a server started again from the same binary is traced as it starts")
+            self._warn(f"{server.db} server pid {pid} stopped; still tracing ({then})")
+
+
+class StopRequested:
+    """Set by SIGINT, SIGTERM or SIGHUP; the poll loop checks it between waits."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+
+    def __bool__(self) -> bool:
+        return self.signal is not None
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[StopRequested]:
+    stop = StopRequested()
+
+    def request(number, _frame) -> None:
+        stop.signal = number
+
+    handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {number: signal.signal(number, request) for number in handled}
+    try:
+        yield stop
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def run(trace: Trace, *, duration_s: float | None, interval_s: float | None,
+        on_interval: Callable[[], None], stop: StopRequested, watch: ServerWatch) -> None:
+    """Poll records until stopped; call on_interval every interval_s seconds."""
+    deadline = time.monotonic() + duration_s if duration_s else None
+    next_interval = time.monotonic() + interval_s if interval_s else None
+    while not stop:
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            break
+        wait = min([POLL_MS / 1000] + [t - now for t in (deadline, next_interval) if t is not None])
+        trace.collector.poll(max(int(wait * 1000), 0))
+        now = time.monotonic()
+        if next_interval is not None and now >= next_interval:
+            on_interval()
+            next_interval += interval_s
+        watch.check(now)
+    trace.collector.drain()
+
+
+def status(message: str) -> None:
+    print(f"dbprobe: {message}", file=sys.stderr, flush=True)
+
+
+def require_positive(value: float | None, option: str) -> None:
+    if value is not None and value <= 0:
+        raise DbprobeError(f"{option} must be more than zero")

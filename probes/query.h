@@ -1,0 +1,108 @@
+/*
+ * query.h: what every database's query program does when a statement completes.
+ *
+ * The hot path: every statement updates the per-CPU totals and the latency histogram in
+ * kernel maps; only statements at or over DBP_THRESHOLD_NS read their text and travel to
+ * user space.
+ */
+#ifndef DBPROBE_QUERY_H
+#define DBPROBE_QUERY_H
+
+#include "dbprobe.h"
+
+#ifndef DBP_THRESHOLD_NS
+#define DBP_THRESHOLD_NS 0
+#endif
+
+BPF_PERCPU_ARRAY(query_scratch, struct dbp_query_event, 1);
+
+/*
+ * Copy the statement text at `text` (user memory of the current process) into the event.
+ * `len` is the known length (MySQL packets are not NUL-terminated), or 0 for a C string.
+ */
+static __always_inline void dbp_read_text(struct dbp_query_event *ev, u64 text, u32 len)
+{
+	long copied;
+
+	ev->text_len = 0;
+	if (!text) {
+		ev->flags |= DBP_QF_NO_TEXT;
+		return;
+	}
+	if (len) {
+		if (len > DBP_TEXT_MAX) {
+			len = DBP_TEXT_MAX;
+			ev->flags |= DBP_QF_TRUNCATED;
+		}
+		if (bpf_probe_read_user(ev->text, len, (void *)text) != 0) {
+			ev->flags |= DBP_QF_NO_TEXT;
+			return;
+		}
+		ev->text_len = len;
+		return;
+	}
+	copied = bpf_probe_read_user_str(ev->text, DBP_TEXT_MAX, (void *)text);
+	if (copied <= 0) {
+		ev->flags |= DBP_QF_NO_TEXT;
+		return;
+	}
+	if (copied == DBP_TEXT_MAX)
+		ev->flags |= DBP_QF_TRUNCATED;
+	ev->text_len = copied - 1;   /* without the NUL */
+}
+
+static __always_inline void dbp_fill_event(struct dbp_query_event *ev, u64 start_ns, u64 end_ns,
+					   u64 text, u32 text_len, u16 hook, u8 protocol, u8 flags)
+{
+	dbp_fill_header(&ev->hdr, DBP_EV_QUERY, hook);
+	ev->start_ns = start_ns;
+	ev->end_ns = end_ns;
+	ev->protocol = protocol;
+	ev->flags = flags;
+	ev->reserved = 0;
+	dbp_read_text(ev, text, text_len);
+}
+
+/* The bytes of the event worth sending: its head and its text, not the unused buffer. */
+static __always_inline u32 dbp_event_size(struct dbp_query_event *ev)
+{
+	u32 size = offsetof(struct dbp_query_event, text) + ev->text_len;
+	if (size > sizeof(*ev))
+		size = sizeof(*ev);
+	return size;
+}
+
+static __always_inline void dbp_emit_query(u64 start_ns, u64 end_ns, u64 text, u32 text_len,
+					   u16 hook, u8 protocol, u8 flags)
+{
+	u32 zero = 0;
+	struct dbp_query_event *ev = query_scratch.lookup(&zero);
+	if (!ev)
+		return;
+	dbp_fill_event(ev, start_ns, end_ns, text, text_len, hook, protocol, flags);
+	dbp_submit(ev, dbp_event_size(ev));
+}
+
+static __always_inline void dbp_count_query(u8 protocol, u64 duration)
+{
+	struct dbp_totals *t = dbp_totals();
+	if (t) {
+		t->queries += 1;
+		t->query_ns += duration;
+	}
+	dbp_hist_add(protocol, duration);
+}
+
+/* A statement ended: count it, bucket it, and send it on if it was slow. */
+static __always_inline void dbp_query_done(u64 start_ns, u64 text, u32 text_len, u16 hook,
+					   u8 protocol, u8 flags)
+{
+	u64 now = bpf_ktime_get_ns();
+	u64 duration = now - start_ns;
+
+	dbp_count_query(protocol, duration);
+	if (duration >= DBP_THRESHOLD_NS)
+		dbp_emit_query(start_ns, now, text, text_len, hook, protocol, flags);
+}
+
+#endif /* DBPROBE_QUERY_H */

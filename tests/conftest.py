@@ -1,0 +1,59 @@
+"""Shared fixtures: throwaway database servers, started only by the tests that ask for them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dbprobe.throwaway import ThrowawayMariaDB, ThrowawayPostgres, make_usdt_less_copy
+
+INTEGRATION_DIR = Path(__file__).parent / "integration"
+ROOT_BPF_REASON = "needs root and BPF (CI runs as root)"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test under tests/integration/ as ``integration`` (declared in pyproject)."""
+    for item in items:
+        if INTEGRATION_DIR in item.path.parents:
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture
+def require_root_bpf() -> None:
+    """Skip the requesting test unless it runs as root, which BPF needs; CI runs as root."""
+    if os.geteuid() != 0:
+        pytest.skip(ROOT_BPF_REASON)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[ThrowawayPostgres]:
+    with ThrowawayPostgres() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def usdt_less_postgres_bindir() -> Iterator[Path]:
+    """The bindir of a copy of the installed PostgreSQL whose postgres has no USDT notes."""
+    copy_root = Path(tempfile.mkdtemp(prefix="dbprobe-pg-no-usdt-"))
+    copy_root.chmod(0o755)  # the postgres OS user runs programs from it
+    try:
+        yield make_usdt_less_copy(copy_root / "postgresql")
+    finally:
+        shutil.rmtree(copy_root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_server_no_usdt(usdt_less_postgres_bindir: Path) -> Iterator[ThrowawayPostgres]:
+    with ThrowawayPostgres(bindir=usdt_less_postgres_bindir) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def mariadb_server() -> Iterator[ThrowawayMariaDB]:
+    with ThrowawayMariaDB() as server:
+        yield server
