@@ -82,10 +82,10 @@ _LITERAL_TOKEN = {spaced: _Token(_LITERAL, "?", "?", spaced) for spaced in (Fals
 _NUMBER_TOKEN = {spaced: _Token(_NUMBER, "?", "?", spaced) for spaced in (False, True)}
 _COLLAPSED_LIST = _Token(_LITERAL, "?+", "?+", False)
 
-# One match per token: the gap before it, then the token. The last two alternatives match
-# any character and the end of the text, so a match never fails and never backtracks into
-# the gap; the comment and string patterns are written so that each text has one way to
-# match them. Together this keeps every match linear in its length.
+# One match per token: the gap before it, then the token. The alternatives after the gap
+# cannot all fail (the last two match any character and the end of the text), so the
+# engine never backtracks into the gap; the comment pattern inside the gap can fail, and
+# is written so that a text has only one way to match it. So every match is linear.
 _LEXER = re.compile(
     r"""
     (?P<gap>(?:
@@ -279,11 +279,13 @@ class _Normaliser:
 
     def _is_collapsible_list(self, start: int, opens_row: bool) -> bool:
         """Whether the brackets from ``start`` to the end hold literals to show as ?+."""
-        out = self._out
-        if not _is_literal_list(out, start + 1, len(out) - 1):
+        if not (opens_row or self._opens_keyword_list(start)):
             return False
-        if opens_row:
-            return True
+        return _is_literal_list(self._out, start + 1, len(self._out) - 1)
+
+    def _opens_keyword_list(self, start: int) -> bool:
+        """Whether the bracket at ``start`` opens IN (...) or ARRAY[...]."""
+        out = self._out
         if start == 0 or out[start - 1].kind != _WORD:
             return False
         before, opener = out[start - 1].canonical, out[start].text

@@ -25,7 +25,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from elftools.elf.elffile import ELFFile
 
@@ -143,6 +143,7 @@ def find_program(*candidates: str, search: tuple[str, ...] = ()) -> Path:
 # --- the lifecycle common to both servers -------------------------------------------
 
 _running_servers: set[ThrowawayServer] = set()
+ServerT = TypeVar("ServerT", bound="ThrowawayServer")
 
 
 @atexit.register
@@ -190,7 +191,7 @@ class ThrowawayServer:
         raise NotImplementedError
 
     # Lifecycle.
-    def start(self) -> Self:
+    def start(self: ServerT) -> ServerT:
         if self.running:
             return self
         self._workdir = private_directory(self.directory_prefix, self._os_user, self._base_dir)
@@ -218,7 +219,7 @@ class ThrowawayServer:
         self._shut_down()
         self._launch()
 
-    def __enter__(self) -> Self:
+    def __enter__(self: ServerT) -> ServerT:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:

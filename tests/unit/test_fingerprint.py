@@ -241,6 +241,7 @@ UNTERMINATED = [
     ("SELECT 1 /* outer /* inner */ never closed", "SELECT ?"),
     ("SELECT a FROM t WHERE b IN (1, 2", "SELECT a FROM t WHERE b IN (?, ?"),
     ("1, 2) AND c = 3", "?, ?) AND c = ?"),
+    ("WHERE a IN (1, 2] AND b IN (3)", "WHERE a IN (?, ?] AND b IN (?+)"),
     ("SELECT 'Z\ufffd", "SELECT ?"),
     ("SELECT a\ufffd\ufffd FROM t", "SELECT a\ufffd\ufffd FROM t"),
     ("SELECT 'x' \udcc3", "SELECT ? \udcc3"),  # decoded with errors="surrogateescape"
@@ -281,7 +282,9 @@ PATHOLOGICAL = [
     pytest.param("SELECT 1 " + "/**/" * 25_000, "SELECT ?", id="empty comments"),
     pytest.param("/* " + "*" * 100_000, "", id="open comment of stars"),
     pytest.param("/* " + "a " * 50_000, "", id="open comment of text"),
-    pytest.param("/* " + "a " * 50_000 + "/* b */ */ SELECT 1", "SELECT ?", id="nested comment after text"),
+    pytest.param(
+        "/* " + "a " * 50_000 + "/* b */ */ SELECT 1", "SELECT ?", id="nested comment after text"
+    ),
     pytest.param("-- a " * 20_000, "", id="dashed comment"),
     # pairs of $a$ are strings; the odd one out opens a string that runs to the end
     pytest.param("$a$" * 33_333 + "$b", "?" * 16_667, id="dollar tags"),

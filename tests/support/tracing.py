@@ -1,0 +1,113 @@
+"""Running the real ``dbprobe`` command in the background, as a user would, and reading it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ATTACH_TIMEOUT_S = 60.0
+ATTACHED_MARK = "probes attached"
+
+
+@dataclass
+class Finished:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def json_lines(self) -> list[dict]:
+        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
+
+    def events(self, kind: str) -> list[dict]:
+        return [record for record in self.json_lines() if record.get("event") == kind]
+
+
+@dataclass
+class DbprobeRun:
+    """``python -m dbprobe ARGS`` started in the background; stderr is followed live."""
+
+    args: list[str]
+    process: subprocess.Popen = field(init=False)
+    _stderr: list[str] = field(default_factory=list, init=False)
+    _reader: threading.Thread = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "dbprobe", *self.args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        self._reader = threading.Thread(target=self._follow_stderr, daemon=True)
+        self._reader.start()
+
+    def _follow_stderr(self) -> None:
+        for line in self.process.stderr:
+            self._stderr.append(line)
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self._stderr)
+
+    def wait_attached(self, timeout: float = ATTACH_TIMEOUT_S) -> float:
+        """Seconds until dbprobe said its probes are attached; fails if it exits first."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            if ATTACHED_MARK in self.stderr:
+                return time.monotonic() - started
+            if self.process.poll() is not None:
+                self._reader.join(5)
+                raise AssertionError(f"dbprobe exited with {self.process.returncode} "
+                                     f"before attaching:\n{self.stderr}")
+            time.sleep(0.05)
+        raise AssertionError(f"dbprobe did not attach within {timeout} s:\n{self.stderr}")
+
+    def stop(self, signal_number: int = signal.SIGINT, timeout: float = 30.0) -> Finished:
+        if self.process.poll() is None:
+            self.process.send_signal(signal_number)
+        return self.wait(timeout)
+
+    def wait(self, timeout: float = 60.0) -> Finished:
+        try:
+            stdout = self.process.stdout.read() if self.process.stdout else ""
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+        finally:
+            self._reader.join(5)
+        return Finished(self.process.returncode, stdout, self.stderr)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+def run_dbprobe(*args: str, timeout: float = 60.0) -> Finished:
+    """Run dbprobe to completion (for commands and errors that end by themselves)."""
+    completed = subprocess.run([sys.executable, "-m", "dbprobe", *args], capture_output=True,
+                               text=True, timeout=timeout, cwd=Path(__file__).resolve().parents[2])
+    return Finished(completed.returncode, completed.stdout, completed.stderr)
+
+
+def semaphore_value(pid: int, binary: str, semaphore_vaddr: int) -> int:
+    """The USDT semaphore (a u16) of a probe, read from a running process's memory."""
+    real = os.path.realpath(binary)
+    with open(f"/proc/{pid}/maps") as maps:
+        for line in maps:
+            fields = line.split()
+            if len(fields) >= 6 and os.path.realpath(fields[5]) == real and int(fields[2], 16) == 0:
+                base = int(fields[0].split("-")[0], 16)
+                break
+        else:
+            raise AssertionError(f"{binary} is not mapped in pid {pid}")
+    with open(f"/proc/{pid}/mem", "rb") as memory:
+        memory.seek(base + semaphore_vaddr)
+        return int.from_bytes(memory.read(2), "little")
