@@ -16,7 +16,7 @@ from typing import Sequence
 from dbprobe.argspec import ArgSpec
 from dbprobe.plan import ProbeSite
 
-MAX_ARGS = 6  # DBP_MAX_ARGS in probes/dbprobe.h
+MAX_ARGS = 8  # DBP_MAX_ARGS in probes/dbprobe.h
 
 
 @dataclass(frozen=True, slots=True)

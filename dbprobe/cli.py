@@ -14,6 +14,10 @@ from dbprobe.errors import DbprobeError
 # command name -> (module under dbprobe.commands, one-line help)
 COMMANDS = {
     "slow": ("slow", "slow queries live, and a digest by fingerprint on exit"),
+    "locks": ("locks", "lock waits with their blockers live, and a digest by lock target on exit"),
+    "txn": ("txn", "transactions with their statements live, and a digest on exit"),
+    "list": ("listing", "the database servers found, and how each report would trace them"),
+    "doctor": ("doctor", "check what dbprobe needs from this machine, with the fix for what is missing"),
 }
 
 

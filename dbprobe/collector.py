@@ -81,13 +81,33 @@ class Collector:
             raise failure
 
     def totals(self) -> KernelTotals:
-        per_cpu = self._bpf["totals"].getvalue(self._bpf["totals"].Key(0))
-        return KernelTotals(*(sum(getattr(cpu, f.name) for cpu in per_cpu)
-                              for f in fields(KernelTotals)))
+        return KernelTotals(**self.summed("totals"))
+
+    def lookup(self, table: str, key: int):
+        """A map's value for an integer key, as BCC's ctypes leaf; None when absent."""
+        bpf_table = self._bpf[table]
+        try:
+            return bpf_table[bpf_table.Key(key)]
+        except KeyError:
+            return None
+
+    def items(self, table: str) -> list:
+        """A hash map's (key, value) pairs, as BCC's ctypes objects."""
+        return list(self._bpf[table].items())
+
+    def counts(self, table: str, slots: int) -> tuple[int, ...]:
+        """A per-CPU array of counters, summed over CPUs."""
+        bpf_table = self._bpf[table]
+        return tuple(sum(bpf_table.getvalue(bpf_table.Key(index))) for index in range(slots))
+
+    def summed(self, table: str) -> dict[str, int]:
+        """Slot 0 of a per-CPU array of structs of counters, each field summed over CPUs."""
+        bpf_table = self._bpf[table]
+        per_cpu = bpf_table.getvalue(bpf_table.Key(0))
+        return {name: sum(getattr(cpu, name) for cpu in per_cpu) for name, _ in per_cpu[0]._fields_}
 
     def histogram(self) -> LatencyHistogram:
-        table = self._bpf["query_hist"]
-        counts = [sum(table.getvalue(table.Key(index))) for index in range(len(PROTOCOLS) * HIST_SLOTS)]
+        counts = self.counts("query_hist", len(PROTOCOLS) * HIST_SLOTS)
         return LatencyHistogram({
             protocol: tuple(counts[number * HIST_SLOTS:(number + 1) * HIST_SLOTS])
             for number, protocol in enumerate(PROTOCOLS)

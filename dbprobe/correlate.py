@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Callable, Generic, Mapping, TypeVar
 
 from dbprobe.backends import BackendDirectory
-from dbprobe.events import QF_ERROR, QF_TRUNCATED, RawQuery
+from dbprobe.events import QF_ERROR, QF_TRUNCATED, RawQuery, RawTxn
 from dbprobe.fingerprint import fingerprint
-from dbprobe.model import Query, Source
+from dbprobe.model import Query, Source, Statement, Transaction
 
 T = TypeVar("T")
 
@@ -60,6 +60,21 @@ class Correlator:
             mechanism=source.mechanism,
             error=bool(raw.flags & QF_ERROR),
             truncated=bool(raw.flags & QF_TRUNCATED),
+        )
+
+
+    def transaction(self, raw: RawTxn) -> Transaction:
+        source = self._sources[raw.hook]
+        backend = self._backends.lookup(raw.pid)
+        texts = (text.decode("utf-8", errors="replace") for text in raw.texts)
+        return Transaction(
+            pid=raw.pid, tid=raw.tid, db=source.db,
+            database=backend.info.database if backend.info else None,
+            vxid=f"{raw.backend_id}/{raw.lxid}" if raw.lxid else None,
+            start=self._clock.wall(raw.start_ns), end=self._clock.wall(raw.end_ns),
+            outcome=raw.outcome, statement_count=raw.statements,
+            statements=tuple(Statement(text, fingerprint(text)) for text in texts if text),
+            idle_ms=raw.idle_ns / 1e6, mechanism=source.mechanism,
         )
 
 

@@ -11,8 +11,19 @@ from dataclasses import dataclass
 
 TEXT_MAX = 2048  # DBP_TEXT_MAX
 HIST_SLOTS = 64  # DBP_HIST_SLOTS
+LOCK_HOLDERS = 8  # DBP_LOCK_HOLDERS
+TXN_STATEMENTS = 3  # DBP_TXN_STATEMENTS
+TXN_TEXT_MAX = 256  # DBP_TXN_TEXT_MAX
 
 EV_QUERY = 1
+EV_LOCK_WAIT_START = 2
+EV_LOCK_WAIT_DONE = 3
+EV_DEADLOCK = 4
+EV_TXN = 5
+
+LOCK_WAIT_FAILED = 1  # flags of a wait's end: it ended in an error (a deadlock)
+
+TXN_OUTCOMES = ("commit", "abort")  # indexed by enum dbp_txn_outcome
 
 PROTOCOLS = ("simple", "extended", "prepared")  # indexed by enum dbp_protocol
 
@@ -56,6 +67,54 @@ class Totals(ctypes.Structure):
     ]
 
 
+class LockHolder(ctypes.Structure):
+    _fields_ = [
+        ("pid", ctypes.c_uint32),
+        ("modes", ctypes.c_uint16),
+        ("session", ctypes.c_uint8),
+        ("reserved", ctypes.c_uint8),
+    ]
+
+
+class LockEventHead(ctypes.Structure):
+    """struct dbp_lock_event without its text, which follows for text_len bytes."""
+
+    _fields_ = [
+        ("hdr", Header),
+        ("ts_ns", ctypes.c_uint64),
+        ("field1", ctypes.c_uint32),
+        ("field2", ctypes.c_uint32),
+        ("field3", ctypes.c_uint32),
+        ("field4", ctypes.c_uint16),
+        ("locktype", ctypes.c_uint8),
+        ("mode", ctypes.c_uint8),
+        ("holders", ctypes.c_uint8),
+        ("flags", ctypes.c_uint8),
+        ("text_len", ctypes.c_uint16),
+        ("reserved", ctypes.c_uint32),
+        ("holder", LockHolder * LOCK_HOLDERS),
+    ]
+
+
+class TxnEvent(ctypes.Structure):
+    """struct dbp_txn_event."""
+
+    _fields_ = [
+        ("hdr", Header),
+        ("start_ns", ctypes.c_uint64),
+        ("end_ns", ctypes.c_uint64),
+        ("idle_ns", ctypes.c_uint64),
+        ("backend_id", ctypes.c_uint32),
+        ("lxid", ctypes.c_uint32),
+        ("statements", ctypes.c_uint16),
+        ("outcome", ctypes.c_uint8),
+        ("flags", ctypes.c_uint8),
+        ("text_len", ctypes.c_uint16 * TXN_STATEMENTS),
+        ("reserved", ctypes.c_uint16),
+        ("text", (ctypes.c_char * TXN_TEXT_MAX) * TXN_STATEMENTS),
+    ]
+
+
 @dataclass(frozen=True, slots=True)
 class RawQuery:
     """A completed statement as the kernel saw it: monotonic times, raw text bytes."""
@@ -74,15 +133,86 @@ class RawQuery:
         return self.end_ns - self.start_ns
 
 
+@dataclass(frozen=True, slots=True)
+class RawLockEvent:
+    """A lock wait's start or end, or a deadlock, as the kernel saw it."""
+
+    kind: int  # EV_LOCK_WAIT_START | EV_LOCK_WAIT_DONE | EV_DEADLOCK
+    pid: int
+    tid: int
+    hook: int
+    ts_ns: int
+    fields: tuple[int, int, int, int]  # LOCKTAG field1..field4
+    locktype: int
+    mode: int
+    flags: int
+    holders: tuple[tuple[int, int, bool], ...]  # (pid, mode bits, session lock)
+    text: bytes  # the waiter's statement (wait start only)
+
+
+@dataclass(frozen=True, slots=True)
+class RawTxn:
+    """A finished transaction as the kernel saw it."""
+
+    pid: int
+    tid: int
+    hook: int
+    start_ns: int
+    end_ns: int
+    idle_ns: int
+    backend_id: int
+    lxid: int  # 0 when the recipe cannot see it
+    statements: int
+    outcome: str
+    texts: tuple[bytes, ...]  # the first statements, each cut to TXN_TEXT_MAX
+
+    @property
+    def duration_ns(self) -> int:
+        return self.end_ns - self.start_ns
+
+
+Record = RawQuery | RawLockEvent | RawTxn
+
 _QUERY_HEAD_SIZE = ctypes.sizeof(QueryEventHead)
+_LOCK_HEAD_SIZE = ctypes.sizeof(LockEventHead)
+_LOCK_SHORT_SIZE = LockEventHead.holder.offset  # wait done and deadlock records stop here
+_TXN_SIZE = ctypes.sizeof(TxnEvent)
 
 
-def decode(data: int, size: int) -> RawQuery | None:
+def decode(data: int, size: int) -> Record | None:
     """The record at address `data` (from the ring buffer callback), None for unknown kinds."""
-    header = Header.from_address(data)
-    if header.kind == EV_QUERY and size >= _QUERY_HEAD_SIZE:
+    kind = Header.from_address(data).kind
+    if kind == EV_QUERY and size >= _QUERY_HEAD_SIZE:
         return decode_query(ctypes.string_at(data, size))
+    if kind in (EV_LOCK_WAIT_START, EV_LOCK_WAIT_DONE, EV_DEADLOCK) and size >= _LOCK_SHORT_SIZE:
+        return decode_lock(ctypes.string_at(data, size))
+    if kind == EV_TXN and size >= _TXN_SIZE:
+        return decode_txn(ctypes.string_at(data, size))
     return None
+
+
+def decode_lock(record: bytes) -> RawLockEvent:
+    head = LockEventHead.from_buffer_copy(record.ljust(_LOCK_HEAD_SIZE, b"\0"))
+    holders = tuple((h.pid, h.modes, bool(h.session))
+                    for h in head.holder[: min(head.holders, LOCK_HOLDERS)] if h.pid)
+    text = record[_LOCK_HEAD_SIZE:_LOCK_HEAD_SIZE + head.text_len]
+    return RawLockEvent(
+        kind=head.hdr.kind, pid=head.hdr.pid, tid=head.hdr.tid, hook=head.hdr.hook,
+        ts_ns=head.ts_ns, fields=(head.field1, head.field2, head.field3, head.field4),
+        locktype=head.locktype, mode=head.mode, flags=head.flags, holders=holders, text=text,
+    )
+
+
+def decode_txn(record: bytes) -> RawTxn:
+    event = TxnEvent.from_buffer_copy(record)
+    kept = min(event.statements, TXN_STATEMENTS)
+    texts = tuple(bytes(event.text[index])[: event.text_len[index]] for index in range(kept))
+    outcome = TXN_OUTCOMES[event.outcome] if event.outcome < len(TXN_OUTCOMES) else "unknown"
+    return RawTxn(
+        pid=event.hdr.pid, tid=event.hdr.tid, hook=event.hdr.hook, start_ns=event.start_ns,
+        end_ns=event.end_ns, idle_ns=event.idle_ns, backend_id=event.backend_id, lxid=event.lxid,
+        statements=event.statements, outcome=outcome, texts=texts,
+    )
 
 
 def decode_query(record: bytes) -> RawQuery:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dbprobe.fingerprint import Fingerprint
+from dbprobe.pglocks import LockTarget
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,3 +38,78 @@ class Query:
     @property
     def start(self) -> float:
         return self.end - self.duration_ms / 1000.0
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """A statement as a report shows it: its text and its fingerprint."""
+
+    text: str
+    fingerprint: Fingerprint
+
+
+@dataclass(frozen=True, slots=True)
+class Blocker:
+    """A backend holding (or queued for) a lock that a waiter needs."""
+
+    pid: int
+    modes: tuple[str, ...]  # the lock modes it holds or asked for
+    session: bool  # held across transactions (advisory locks)
+    statement: Statement | None  # its current or last statement
+    state: str  # "running", "idle in transaction", "waiting", "unknown"
+    state_ms: float | None  # for how long it has been so
+    source: str  # "dbprobe" (its own tracking) or "pg_blocking_pids" (--dsn)
+
+
+@dataclass(frozen=True, slots=True)
+class LockWait:
+    """A backend waiting for a heavyweight lock: still waiting, or done."""
+
+    pid: int
+    tid: int
+    db: str
+    database: str | None
+    target: LockTarget
+    target_name: str  # readable, with catalog names where known
+    mode: str
+    start: float  # wall clock
+    end: float | None  # None while it waits
+    outcome: str  # "waiting", "granted", "deadlock", "gone" (the backend exited)
+    statement: Statement | None  # the waiter's statement
+    blockers: tuple[Blocker, ...]
+    mechanism: str
+
+    @property
+    def wait_ms(self) -> float | None:
+        return None if self.end is None else (self.end - self.start) * 1000.0
+
+
+@dataclass(frozen=True, slots=True)
+class Deadlock:
+    """A deadlock the server detected; the victim's wait and the waits it closed a cycle with."""
+
+    ts: float
+    victim: int
+    waits: tuple[LockWait, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """A transaction that ended at or over the threshold."""
+
+    pid: int
+    tid: int
+    db: str
+    database: str | None
+    vxid: str | None  # "backend/local" as pg_locks shows it; None where the recipe cannot see it
+    start: float
+    end: float
+    outcome: str  # "commit" | "abort"
+    statement_count: int
+    statements: tuple[Statement, ...]  # the first few
+    idle_ms: float  # idle in transaction, between its statements
+    mechanism: str
+
+    @property
+    def duration_ms(self) -> float:
+        return (self.end - self.start) * 1000.0

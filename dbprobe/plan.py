@@ -106,12 +106,13 @@ def _usdt_sites(recipe: Recipe, hook: Hook, binary: ElfBinary) -> list[ProbeSite
 
 
 def _usdt_site(hook: Hook, binary: ElfBinary, probe: UsdtProbe, label: str) -> ProbeSite:
-    if probe.arg_error and hook.usdt_args:
+    numbers = [arg for arg in hook.usdt_args if isinstance(arg, int)]
+    if probe.arg_error and numbers:
         raise UnresolvedHook(f"{label} at {probe.address:#x}: {probe.arg_error}")
-    if any(number > len(probe.args) for number in hook.usdt_args):
+    if any(number > len(probe.args) for number in numbers):
         raise UnresolvedHook(f"{label} has {len(probe.args)} arguments, the recipe reads "
-                             f"argument {max(hook.usdt_args)}")
-    args = tuple(probe.args[number - 1] for number in hook.usdt_args)
+                             f"argument {max(numbers)}")
+    args = tuple(probe.args[arg - 1] if isinstance(arg, int) else arg for arg in hook.usdt_args)
     return ProbeSite(
         handler=hook.handler, binary=str(binary.path), file_offset=probe.file_offset,
         ref_ctr_offset=probe.semaphore_offset, on_return=False, args=args,
@@ -126,8 +127,14 @@ def _uprobe_sites(hook: Hook, binary: ElfBinary) -> list[ProbeSite]:
         handler=hook.handler, binary=str(binary.path), file_offset=function.file_offset,
         ref_ctr_offset=0, on_return=hook.on_return, args=hook.uprobe_args,
         address=function.address, globals=_globals(hook.uprobe_args, binary, hook.symbol),
-        mechanism="uprobe", label=hook.target,
+        mechanism="uprobe", label=_display_name(hook.symbol) + (" (return)" if hook.on_return else ""),
     )]
+
+
+def _display_name(symbol: str) -> str:
+    """A function as users know it: a C++ free function's mangled name by its plain name."""
+    mangled = re.match(r"_Z(\d+)", symbol)
+    return symbol[mangled.end():mangled.end() + int(mangled.group(1))] if mangled else symbol
 
 
 def find_function(binary: ElfBinary, name: str) -> Symbol:

@@ -41,7 +41,8 @@ class Parameters:
 
 
 def build_program(plans: Sequence[FamilyPlan], parameters: Parameters) -> TraceProgram:
-    hooks = group_sites([site for plan in plans for site in plan.sites])
+    # Families may share a site with the same handler (one program is enough).
+    hooks = group_sites(list(dict.fromkeys(site for plan in plans for site in plan.sites)))
     seen: set[Path] = set()
     sources = dict.fromkeys(plan.family.source for plan in plans)
     text = "\n".join(expand_includes(source, seen) for source in sources)

@@ -38,7 +38,8 @@ class Hook:
     handler: str
     probe: str | None = None  # USDT probe name, without provider
     symbol: str | None = None  # function name for a uprobe
-    usdt_args: tuple[int, ...] = ()  # 1-based argument numbers of the USDT probe
+    # 1-based argument numbers of the USDT probe, or specs read at its site (globals)
+    usdt_args: tuple[int | ArgSpec, ...] = ()
     uprobe_args: tuple[ArgSpec, ...] = ()  # where the function's arguments live
     on_return: bool = False
     versions: tuple[SpecifierSet, ...] = ()  # any may match; empty means every version
@@ -158,19 +159,25 @@ def _hook_from(body: dict, mechanism: str, where: str) -> Hook:
     if "probe" in body:
         if mechanism != "usdt":
             raise RecipeError(f"{where}: a {mechanism} variant cannot use USDT probes")
-        if not all(isinstance(arg, int) and arg >= 1 for arg in args):
-            raise RecipeError(f"{where}: usdt args are argument numbers from 1")
+        if not all((isinstance(arg, int) and arg >= 1) or isinstance(arg, str) for arg in args):
+            raise RecipeError(f"{where}: usdt args are argument numbers from 1, or argument specs")
         return Hook(handler=handler, probe=_require(body, "probe", str, where),
-                    usdt_args=tuple(args), versions=versions)
-    try:
-        specs = tuple(parse_argspec(arg) for arg in args)
-    except (ArgSpecError, TypeError) as error:
-        raise RecipeError(f"{where}: {error}") from None
+                    usdt_args=tuple(arg if isinstance(arg, int) else _argspec(arg, where)
+                                    for arg in args),
+                    versions=versions)
+    specs = tuple(_argspec(arg, where) for arg in args)
     on_return = bool(body.get("return", False))
     if on_return and any(spec.kind == "symbol" for spec in specs):
         raise RecipeError(f"{where}: a return probe cannot read globals relative to its site")
     return Hook(handler=handler, symbol=_require(body, "symbol", str, where),
                 uprobe_args=specs, on_return=on_return, versions=versions)
+
+
+def _argspec(text: object, where: str) -> ArgSpec:
+    try:
+        return parse_argspec(text)
+    except (ArgSpecError, TypeError, AttributeError) as error:
+        raise RecipeError(f"{where}: {error}") from None
 
 
 def _versions_from(value: object, where: str) -> tuple[SpecifierSet, ...]:

@@ -134,7 +134,7 @@ def histogram_text(counts: Sequence[int], *, unit: str, bar_width: int = 40) -> 
     if not used:
         return "  (no statements)"
     peak = max(counts)
-    label_width = len(_slot_range(used[-1], unit))
+    label_width = max(len(_slot_range(slot, unit)) for slot in range(used[0], used[-1] + 1))
     lines = [f"  {'range'.rjust(label_width)}  {'count':>9}  distribution"]
     for slot in range(used[0], used[-1] + 1):
         count = counts[slot]
@@ -182,12 +182,15 @@ def summary_json(summary: SlowQuerySummary, *, show_literals: bool) -> str:
         "lost_events": kernel.lost,
         "classes": [_class_json(rank, query_class, total_ms, show_literals)
                     for rank, query_class in enumerate(classes, start=1)],
-        "histogram_us": [
-            {"low": slot_bounds(slot)[0], "high": slot_bounds(slot)[1], "count": count}
-            for slot, count in enumerate(summary.histogram.combined()) if count
-        ],
+        "histogram_us": histogram_json(summary.histogram.combined()),
     }
     return json.dumps(record, ensure_ascii=False)
+
+
+def histogram_json(counts: Sequence[int]) -> list[dict]:
+    """The used buckets of a log2 histogram of microseconds, with their [low, high) bounds."""
+    return [{"low": slot_bounds(slot)[0], "high": slot_bounds(slot)[1], "count": count}
+            for slot, count in enumerate(counts) if count]
 
 
 def _class_json(rank: int, query_class: QueryClass, total_ms: float, show_literals: bool) -> dict:

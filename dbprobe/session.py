@@ -13,7 +13,7 @@ import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import psutil
 
@@ -21,10 +21,8 @@ from dbprobe import preflight
 from dbprobe.attach import Attachment
 from dbprobe.backends import BackendDirectory
 from dbprobe.collector import Collector
-from dbprobe.correlate import Correlator
 from dbprobe.errors import DbprobeError
-from dbprobe.events import RawQuery
-from dbprobe.model import Query, Source
+from dbprobe.model import Source
 from dbprobe.plan import FamilyPlan, plan_family, require_plan
 from dbprobe.program import Parameters, build_program
 from dbprobe.recipes import load_recipe
@@ -44,19 +42,23 @@ class TraceRequest:
 
 
 class Trace:
-    """Programs compiled and attached to the targets' binaries; close() detaches."""
+    """Programs compiled and attached to the targets' binaries; close() detaches.
 
-    def __init__(self, request: TraceRequest, on_query: Callable[[Query], None]):
+    Records reach the handler registered with on() for their type, as poll() delivers them.
+    """
+
+    def __init__(self, request: TraceRequest):
         preflight.require_tracing_ready()
         self.targets = choose_targets(pid=request.pid, binary=request.binary,
                                       databases=request.databases)
         self.plans = [plan for target in self.targets for plan in _plans_for(target, request.families)]
         parameters = Parameters(threshold_ns=request.threshold_ns, filter_pids=request.pid is not None)
         program = build_program(self.plans, parameters)
-        self.sources = {hook.hook_id: Source(self._db_of(hook.binary), hook.binary, hook.mechanism)
+        self.sources = {hook.hook_id: Source(self._target_of(hook.binary).db, hook.binary, hook.mechanism)
                         for hook in program.hooks}
-        self._correlator = Correlator(self.sources, BackendDirectory())
-        self._on_query = on_query
+        self.versions = {hook.hook_id: self._target_of(hook.binary).version for hook in program.hooks}
+        self.backends = BackendDirectory()
+        self._handlers: dict[type, Callable[[Any], None]] = {}
         self.started = time.time()
         self._attachment = Attachment(program.source, program.cflags)
         try:
@@ -68,16 +70,21 @@ class Trace:
             self._attachment.close()
             raise
 
-    def _db_of(self, binary: str) -> str:
-        return next(target.db for target in self.targets if target.binary == binary)
+    def _target_of(self, binary: str) -> Target:
+        return next(target for target in self.targets if target.binary == binary)
 
     def _seed_traced_pids(self) -> None:
         table = self._attachment.bpf["traced_pids"]
         for pid in self.targets[0].processes:
             table[table.Key(pid)] = table.Leaf(1)
 
-    def _deliver(self, record: RawQuery) -> None:
-        self._on_query(self._correlator.query(record))
+    def on(self, record_type: type, handler: Callable[[Any], None]) -> None:
+        self._handlers[record_type] = handler
+
+    def _deliver(self, record) -> None:
+        handler = self._handlers.get(type(record))
+        if handler is not None:
+            handler(record)
 
     def close(self) -> None:
         self._attachment.close()
@@ -163,8 +170,10 @@ def stop_on_signals() -> Iterator[StopRequested]:
 
 
 def run(trace: Trace, *, duration_s: float | None, interval_s: float | None,
-        on_interval: Callable[[], None], stop: StopRequested, watch: ServerWatch) -> None:
-    """Poll records until stopped; call on_interval every interval_s seconds."""
+        on_interval: Callable[[], None], stop: StopRequested, watch: ServerWatch,
+        on_tick: Callable[[], None] | None = None) -> None:
+    """Poll records until stopped; call on_interval every interval_s seconds, on_tick after
+    every poll (at least every POLL_MS)."""
     deadline = time.monotonic() + duration_s if duration_s else None
     next_interval = time.monotonic() + interval_s if interval_s else None
     while not stop:
@@ -178,6 +187,8 @@ def run(trace: Trace, *, duration_s: float | None, interval_s: float | None,
             on_interval()
             next_interval += interval_s
         watch.check(now)
+        if on_tick is not None:
+            on_tick()
     trace.collector.drain()
 
 

@@ -17,10 +17,17 @@
 
 #define DBP_TEXT_MAX 2048      /* bytes of statement text captured; a power of two */
 #define DBP_HIST_SLOTS 64      /* slot 0: under 1 us; slot k: [2^(k-1), 2^k) us */
-#define DBP_MAX_ARGS 6         /* arguments a hook handler receives */
+#define DBP_MAX_ARGS 8         /* arguments a hook handler receives */
+#define DBP_LOCK_HOLDERS 8     /* holders of one lock remembered, and sent with a wait */
+#define DBP_TXN_STATEMENTS 3   /* statements of a transaction whose text is kept */
+#define DBP_TXN_TEXT_MAX 256   /* bytes kept of each; a power of two */
 
 enum dbp_event_kind {
 	DBP_EV_QUERY = 1,
+	DBP_EV_LOCK_WAIT_START = 2,
+	DBP_EV_LOCK_WAIT_DONE = 3,
+	DBP_EV_DEADLOCK = 4,
+	DBP_EV_TXN = 5,
 };
 
 enum dbp_protocol {
@@ -61,6 +68,58 @@ struct dbp_query_event {
 	u16 text_len;             /* bytes of text that follow, without a terminating NUL */
 	u32 reserved;
 	char text[DBP_TEXT_MAX];
+};
+
+/*
+ * A heavyweight lock wait starts or ends. The lock is PostgreSQL's LOCKTAG (four id fields
+ * and a type, whose meaning depends on the type and the server version). The waiter's
+ * statement is read in its own process; the holders are the backends dbprobe saw take the
+ * lock in their current transaction (or for their session), as the wait began.
+ */
+struct dbp_lock_holder {
+	u32 pid;
+	u16 modes;                /* bit n: lock mode n held */
+	u8 session;               /* a session lock, held across transactions */
+	u8 reserved;
+};
+
+#define DBP_LOCK_WAIT_FAILED 1  /* the wait ended in an error: the deadlock victim */
+
+struct dbp_lock_event {
+	struct dbp_header hdr;
+	u64 ts_ns;
+	u32 field1;
+	u32 field2;
+	u32 field3;
+	u16 field4;
+	u8 locktype;
+	u8 mode;
+	u8 holders;               /* entries used in holder[] */
+	u8 flags;                 /* DBP_LOCK_WAIT_FAILED */
+	u16 text_len;
+	u32 reserved;
+	struct dbp_lock_holder holder[DBP_LOCK_HOLDERS];
+	char text[DBP_TEXT_MAX];  /* the waiter's statement (wait start only) */
+};
+
+enum dbp_txn_outcome {
+	DBP_TXN_COMMIT = 0,
+	DBP_TXN_ABORT = 1,
+};
+
+struct dbp_txn_event {
+	struct dbp_header hdr;
+	u64 start_ns;
+	u64 end_ns;
+	u64 idle_ns;              /* time idle in transaction: between its statements */
+	u32 backend_id;           /* the virtual transaction id is backend_id/lxid */
+	u32 lxid;                 /* the backend's local transaction id; 0 when unknown */
+	u16 statements;
+	u8 outcome;
+	u8 flags;
+	u16 text_len[DBP_TXN_STATEMENTS];
+	u16 reserved;
+	char text[DBP_TXN_STATEMENTS][DBP_TXN_TEXT_MAX];
 };
 
 BPF_RINGBUF_OUTPUT(events, 1 << 11);          /* 2048 pages: 8 MiB */

@@ -51,15 +51,23 @@ static __always_inline void dbp_read_text(struct dbp_query_event *ev, u64 text, 
 	ev->text_len = copied - 1;   /* without the NUL */
 }
 
-static __always_inline void dbp_fill_event(struct dbp_query_event *ev, u64 start_ns, u64 end_ns,
-					   u64 text, u32 text_len, u16 hook, u8 protocol, u8 flags)
+/* Everything but the text, for programs that hold the text themselves. */
+static __always_inline void dbp_fill_event_head(struct dbp_query_event *ev, u64 start_ns,
+						u64 end_ns, u16 hook, u8 protocol, u8 flags)
 {
 	dbp_fill_header(&ev->hdr, DBP_EV_QUERY, hook);
 	ev->start_ns = start_ns;
 	ev->end_ns = end_ns;
 	ev->protocol = protocol;
 	ev->flags = flags;
+	ev->text_len = 0;
 	ev->reserved = 0;
+}
+
+static __always_inline void dbp_fill_event(struct dbp_query_event *ev, u64 start_ns, u64 end_ns,
+					   u64 text, u32 text_len, u16 hook, u8 protocol, u8 flags)
+{
+	dbp_fill_event_head(ev, start_ns, end_ns, hook, protocol, flags);
 	dbp_read_text(ev, text, text_len);
 }
 

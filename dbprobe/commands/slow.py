@@ -9,7 +9,9 @@ import time
 from dbprobe import report
 from dbprobe.cli_options import OutputOptions, add_output_options, add_target_options, parse_threshold_ns
 from dbprobe.collector import KernelTotals, LatencyHistogram
+from dbprobe.correlate import Correlator
 from dbprobe.digest import QueryDigest, SlowQuerySummary
+from dbprobe.events import RawQuery
 from dbprobe.model import Query
 from dbprobe.session import ServerWatch, Trace, TraceRequest, run, status, stop_on_signals
 
@@ -81,7 +83,9 @@ def run_command(args: argparse.Namespace) -> int:
     watch = SlowQueryWatch(output, threshold_ns / 1e6)
     request = TraceRequest(families=("query",), databases=DATABASES, pid=args.pid,
                            binary=args.binary, threshold_ns=threshold_ns)
-    with stop_on_signals() as stop, Trace(request, watch.on_query) as trace:
+    with stop_on_signals() as stop, Trace(request) as trace:
+        correlator = Correlator(trace.sources, trace.backends)
+        trace.on(RawQuery, lambda raw: watch.on_query(correlator.query(raw)))
         status(f"tracing queries at or over {threshold_ns / 1e6:g} ms; "
                f"{trace.probes_attached} probes attached")
         for line in trace.describe():
