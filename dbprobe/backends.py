@@ -13,6 +13,7 @@ from typing import Callable
 import psutil
 
 from dbprobe.discovery import BackendInfo, backend_info, ns_pid_of
+from dbprobe.errors import DbprobeError
 
 RECHECK_SECONDS = 2.0
 
@@ -60,8 +61,14 @@ class BackendDirectory:
         return backend
 
     def _read(self, pid: int) -> Backend:
-        return Backend(pid=pid, started=self._started(pid), info=self._describe(pid),
-                       ns_pid=self._ns_pid(pid))
+        started = self._started(pid)
+        if started is None:  # gone already: the event outlived its backend
+            return Backend(pid=pid, started=None, info=None, ns_pid=None)
+        try:
+            return Backend(pid=pid, started=started, info=self._describe(pid),
+                           ns_pid=self._ns_pid(pid))
+        except DbprobeError:  # it exited while being read
+            return Backend(pid=pid, started=None, info=None, ns_pid=None)
 
     def forget(self, pid: int) -> None:
         self._entries.pop(pid, None)

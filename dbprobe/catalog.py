@@ -47,7 +47,7 @@ class PostgresCatalog:
     @lru_cache(maxsize=4096)
     def relation_name(self, database_oid: int | None, relation_oid: int) -> str | None:
         rows = self._query(
-            "select format('%I.%I', n.nspname, c.relname), c.relisshared from pg_class c "
+            "select format('%%I.%%I', n.nspname, c.relname), c.relisshared from pg_class c "
             "join pg_namespace n on n.oid = c.relnamespace where c.oid = %s", (relation_oid,))
         if not rows:
             return None

@@ -16,7 +16,7 @@ from typing import Sequence
 from dbprobe.bpfgen import HookProgram, entry_points_source, group_sites
 from dbprobe.plan import FamilyPlan
 
-_LOCAL_INCLUDE = re.compile(r'^#include "(?P<name>[^"]+)"[ \t]*$', re.MULTILINE)
+_LOCAL_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]+"(?P<name>[^"]+)".*$', re.MULTILINE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ This module only loads and validates recipes; binding them to a binary is ``plan
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass
 from functools import cache
@@ -49,13 +50,26 @@ class Hook:
         return self.probe or f"{self.symbol}{' (return)' if self.on_return else ''}"
 
     def applies_to(self, version: str | None) -> bool:
-        if not self.versions or version is None:
+        if not self.versions:
             return True
-        try:
-            parsed = Version(version)
-        except InvalidVersion:
-            return True
-        return any(parsed in spec for spec in self.versions)
+        release = release_of(version)
+        return any(spec.contains(release, prereleases=True) for spec in self.versions)
+
+
+# A server whose version cannot be read is taken to be a recent one.
+UNKNOWN_VERSION = Version("9999")
+_RELEASE = re.compile(r"\d+(?:\.\d+)*")
+
+
+def release_of(version: str | None) -> Version:
+    """The release a server version names: "18beta1" and "18rc1" are 18, "19devel" is 19."""
+    match = _RELEASE.match(version or "")
+    if not match:
+        return UNKNOWN_VERSION
+    try:
+        return Version(match.group())
+    except InvalidVersion:
+        return UNKNOWN_VERSION
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +173,7 @@ def _hook_from(body: dict, mechanism: str, where: str) -> Hook:
     if "probe" in body:
         if mechanism != "usdt":
             raise RecipeError(f"{where}: a {mechanism} variant cannot use USDT probes")
-        if not all((isinstance(arg, int) and arg >= 1) or isinstance(arg, str) for arg in args):
+        if not all(_argument_number(arg) or isinstance(arg, str) for arg in args):
             raise RecipeError(f"{where}: usdt args are argument numbers from 1, or argument specs")
         return Hook(handler=handler, probe=_require(body, "probe", str, where),
                     usdt_args=tuple(arg if isinstance(arg, int) else _argspec(arg, where)
@@ -171,6 +185,10 @@ def _hook_from(body: dict, mechanism: str, where: str) -> Hook:
         raise RecipeError(f"{where}: a return probe cannot read globals relative to its site")
     return Hook(handler=handler, symbol=_require(body, "symbol", str, where),
                 uprobe_args=specs, on_return=on_return, versions=versions)
+
+
+def _argument_number(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def _argspec(text: object, where: str) -> ArgSpec:

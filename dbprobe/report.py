@@ -106,26 +106,25 @@ def _overall(summary: SlowQuerySummary) -> str:
 
 
 def _profile_table(classes: Sequence[QueryClass], total_ms: float, width: int | None) -> str:
-    headers = ["Rank", "Query ID", "Total ms", "%", "Calls", "Mean ms", "p95 ms", "Max ms",
-               "Err", "Query"]
+    """One row of numbers per class, its normalised query on the line under it, so the
+    statement stays readable whatever the terminal's width."""
+    headers = ["Rank", "Query ID", "Total ms", "%", "Calls", "Mean ms", "p95 ms", "Max ms", "Err"]
     rows = [
         [rank, query_class.fingerprint.id, query_class.durations.total_ms,
          100.0 * query_class.durations.total_ms / total_ms if total_ms else 0.0,
          query_class.calls, query_class.durations.mean_ms,
          query_class.durations.percentile(0.95), query_class.durations.max_ms,
-         query_class.errors, "{query}"]
+         query_class.errors]
         for rank, query_class in enumerate(classes, start=1)
     ]
     table = tabulate(rows, headers=headers, tablefmt="simple",
-                     floatfmt=("", "", ".1f", ".1f", "", ".2f", ".2f", ".2f", "", ""),
-                     intfmt=",")
-    lines = table.splitlines()
-    # The query text goes last and is cut to the width, so long statements keep one line.
-    texts = iter(query_class.fingerprint.text for query_class in classes)
-    return "\n".join(
-        _fit(line.replace("{query}", next(texts)), width) if "{query}" in line else _fit(line, width)
-        for line in lines
-    )
+                     floatfmt=("", "", ".1f", ".1f", "", ".2f", ".2f", ".2f", ""), intfmt=",")
+    header, rule, *lines = table.splitlines()
+    indent = " " * (len(rule.split()[0]) + 2)
+    out = [_fit(header, width), _fit(rule, width)]
+    for line, query_class in zip(lines, classes):
+        out += [_fit(line, width), _fit(indent + query_class.fingerprint.text, width)]
+    return "\n".join(out)
 
 
 def histogram_text(counts: Sequence[int], *, unit: str, bar_width: int = 40) -> str:

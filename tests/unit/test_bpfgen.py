@@ -165,11 +165,12 @@ def register_setup(kind: str) -> str:
             f" ctx->ip = bias + {SITE_ADDRESS:#x}ULL;")
 
 
-def run_c(tmp_path: Path, source: str) -> list[int]:
+def run_c(tmp_path: Path, source: str, *, as_lines: bool = False) -> list:
+    """Compile and run a harness; its output as numbers, or as lines."""
     program = compile_c([_write(tmp_path / "harness.c", source)], tmp_path / "harness",
                         flags=("-O1", "-Wall", "-Werror"))
     output = subprocess.run([str(program)], capture_output=True, text=True, check=True).stdout
-    return [int(line) for line in output.split()]
+    return output.splitlines() if as_lines else [int(line) for line in output.split()]
 
 
 def _write(path: Path, text: str) -> Path:
@@ -208,53 +209,47 @@ def test_generated_reads_compute_the_argument_values(tmp_path: Path) -> None:
     assert dict(zip(EVALUATED_SPECS, computed)) == dict(zip(EVALUATED_SPECS, expected))
 
 
-def test_entry_points_pass_their_hook_id_and_arguments(tmp_path: Path) -> None:
-    programs = group_sites([
-        site("on_start", ("8@%rsi", "-4@%edi")),
-        site("on_done", ()),
-        site("on_start", ("8@%rsi", "-4@32(%r8)"), mechanism="uprobe"),
-        site("on_global", ("-4@8+statistics(%rip)",)),
-    ])
-    handlers = sorted({program.handler for program in programs})
-    stubs = "\n".join(
-        f"static __attribute__((always_inline)) inline int {name}(struct pt_regs *ctx, "
-        f"const u64 *args, u16 hook)\n{{\n\t(void)ctx;\n"
-        f'\tprintf("{name} %u", (unsigned)hook);\n'
+def handler_stub(name: str) -> str:
+    """A handler that prints its hook id and every argument it received."""
+    return (
+        f"static inline int {name}(struct pt_regs *ctx, const u64 *args, u16 hook)\n{{\n"
+        f'\t(void)ctx;\n\tprintf("{name} %u", (unsigned)hook);\n'
         f'\tfor (int i = 0; i < DBP_MAX_ARGS; i++) printf(" %llu", (unsigned long long)args[i]);\n'
         f'\tprintf("\\n");\n\treturn 0;\n}}\n'
-        for name in handlers
     )
-    calls = []
-    for program in programs:
-        kind = next((spec.kind for spec in program.sites[0].args if spec.kind != "reg"), "reg")
-        setup = register_setup("reg") if kind == "reg" else ""
-        if kind == "mem":
-            setup = "ctx->si = 0x5ULL; ctx->r8 = (u64)(memory + 128);"
-        elif kind == "symbol":
-            setup = register_setup("symbol")
-        calls.append(f"\t{{ struct pt_regs regs = {{0}}, *ctx = &regs; {setup} "
-                     f"{program.function}(ctx); }}")
-    source = (HARNESS_PRELUDE + stubs + entry_points_source(programs)
+
+
+def test_entry_points_pass_their_hook_id_and_arguments(tmp_path: Path) -> None:
+    memory = memory_bytes()
+    # (site, C statements that set its registers, the arguments its handler must receive)
+    cases = [
+        (site("on_start", ("8@%rsi", "-4@%edi")),
+         "ctx->si = 0xfedcba9876543210ULL; ctx->di = 0xdeadbeefffffff85ULL;",
+         [0xFEDCBA9876543210, 0xFFFFFFFFFFFFFF85]),
+        (site("on_done", ()), "", []),
+        (site("on_start", ("8@%rsi", "-4@32(%r8)"), mechanism="uprobe"),
+         "ctx->si = 5; ctx->r8 = (u64)(memory + 128);",
+         [5, int.from_bytes(memory[160:164], "little", signed=True) & U64]),
+        (site("on_global", ("-4@8+statistics(%rip)",)), register_setup("symbol"),
+         [int.from_bytes(memory[GLOBAL_AT + 8:GLOBAL_AT + 12], "little", signed=True) & U64]),
+    ]
+    programs = group_sites([case[0] for case in cases])
+    assert [program.sites for program in programs] == [(case[0],) for case in cases]
+    calls = [f"\t{{ struct pt_regs regs = {{0}}, *ctx = &regs; {setup} {program.function}(ctx); }}"
+             for program, (_, setup, _) in zip(programs, cases)]
+    source = (HARNESS_PRELUDE
+              + "".join(handler_stub(name) for name in sorted({p.handler for p in programs}))
+              + entry_points_source(programs)
               + f"\nint main(void)\n{{\n\t{MEMORY_FILL}\n" + "\n".join(calls)
               + "\n\treturn 0;\n}\n")
-    program_file = compile_c([_write(tmp_path / "entry.c", source)], tmp_path / "entry",
-                             flags=("-O1", "-Wall", "-Werror"))
-    lines = subprocess.run([str(program_file)], capture_output=True, text=True,
-                           check=True).stdout.splitlines()
 
-    memory = memory_bytes()
-    signed_at_160 = int.from_bytes(memory[160:164], "little", signed=True) & U64
-    global_field = int.from_bytes(memory[GLOBAL_AT + 8:GLOBAL_AT + 12], "little", signed=True) & U64
-    di_as_s32 = 0xFFFFFFFFFFFFFF85
+    def received(handler: str, hook_id: int, args: list[int]) -> str:
+        padded = [*args, *[0] * (MAX_ARGS - len(args))]
+        return " ".join([handler, str(hook_id), *map(str, padded)])
 
-    def received(handler: str, hook_id: int, *args: int) -> str:
-        return " ".join([handler, str(hook_id), *map(str, args), *["0"] * (MAX_ARGS - len(args))])
-
-    assert lines == [
-        received("on_start", 0, REGISTER_VALUES["si"], di_as_s32),
-        received("on_done", 1),
-        received("on_start", 2, 5, signed_at_160),
-        received("on_global", 3, global_field),
+    assert run_c(tmp_path, source, as_lines=True) == [
+        received(program.handler, program.hook_id, expected)
+        for program, (_, _, expected) in zip(programs, cases)
     ]
 
 

@@ -429,13 +429,6 @@ def test_alive() -> None:
     assert not directory.alive(102)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="backends.BackendDirectory with its default ns_pid=discovery.ns_pid_of: for a pid "
-    "that has exited, ns_pid_of raises DbprobeError('no process with pid N'), so lookup (and "
-    "Correlator.query, inside the ring-buffer callback) raises instead of returning a Backend "
-    "without details",
-)
 def test_the_real_directory_survives_a_backend_that_exited() -> None:
     exited = subprocess.Popen(["true"])
     exited.wait()

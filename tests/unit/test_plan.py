@@ -189,12 +189,6 @@ def test_portal_run_destination_depends_on_the_version(
     assert entry.file_offset == done.file_offset
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="recipes.Hook.applies_to(None) is True for every ranged hook, so with an unknown "
-    "server version both PortalRun entry hooks (4@32(%r8) and 4@32(%rcx)) are planned on the "
-    "same function: every portal run enters twice and its depth never returns to zero",
-)
 @pytest.mark.parametrize("version", [None, "19devel"])
 def test_an_unplaceable_version_never_plans_two_readings_of_one_function(
     recipe: Recipe, usdt_less_postgres: Path, version: str | None

@@ -80,12 +80,6 @@ def test_a_missing_include_names_both_files(tmp_path: Path) -> None:
         expand_includes(tmp_path / "main.c", set())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="program._LOCAL_INCLUDE only matches an include line that ends after the closing "
-    "quote, so '#include \"common.h\"  /* why */' stays an include: BCC would compile the "
-    "header unexpanded, where its map calls are not rewritten",
-)
 def test_an_include_with_a_trailing_comment_is_inlined(tmp_path: Path) -> None:
     write(tmp_path, {"main.c": '#include "common.h"  /* shared */\n', "common.h": "int common;\n"})
     assert "int common;" in expand_includes(tmp_path / "main.c", set())
