@@ -80,3 +80,29 @@ class BackendDirectory:
         if started is None:
             return False
         return entry is None or entry[0].started in (None, started)
+
+
+class DatabaseNames:
+    """Database OIDs to names, per server binary, learned from backends alive to tell.
+
+    A statement's event carries its backend's database OID (read in kernel), but the name
+    comes from the backend's process title, which is gone once a short connection closes.
+    Every backend seen alive teaches the name of its OID, so later events of short-lived
+    connections to the same database are named too.
+    """
+
+    def __init__(self) -> None:
+        self._names: dict[tuple[str, int], str] = {}
+
+    def learn(self, binary: str, oid: int, name: str) -> None:
+        self._names[(binary, oid)] = name
+
+    def name(self, binary: str, oid: int) -> str | None:
+        return self._names.get((binary, oid))
+
+    def resolve(self, binary: str, oid: int, alive_name: str | None) -> str | None:
+        """The name a live backend gave (and remember it), or the one learned before."""
+        if oid and alive_name:
+            self.learn(binary, oid, alive_name)
+            return alive_name
+        return alive_name or (self.name(binary, oid) if oid else None)

@@ -35,11 +35,18 @@ class OutputOptions:
     json: bool
     show_literals: bool
     width: int | None  # the terminal's, or None to never cut lines
+    prefix: str = ""  # put before every line (the demo tags each report's lines)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "OutputOptions":
         width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
         return cls(json=args.json, show_literals=args.show_literals, width=width)
+
+    def emit(self, text: str) -> None:
+        """Write report text to stdout now, each line with the prefix."""
+        if self.prefix:
+            text = "\n".join(self.prefix + line for line in text.split("\n"))
+        print(text, flush=True)
 
 
 def parse_threshold_ns(text: str) -> int:

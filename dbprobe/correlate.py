@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Generic, Mapping, TypeVar
 
-from dbprobe.backends import BackendDirectory
+from dbprobe.backends import BackendDirectory, DatabaseNames
 from dbprobe.events import QF_ERROR, QF_TRUNCATED, RawQuery, RawTxn
 from dbprobe.fingerprint import fingerprint
 from dbprobe.model import Query, Source, Statement, Transaction
@@ -37,10 +37,11 @@ class Correlator:
     """Turns raw query records into Query records."""
 
     def __init__(self, sources: Mapping[int, Source], backends: BackendDirectory,
-                 clock: Clock | None = None):
+                 clock: Clock | None = None, databases: DatabaseNames | None = None):
         self._sources = sources
         self._backends = backends
         self._clock = clock or Clock()
+        self._databases = databases or DatabaseNames()
 
     def query(self, raw: RawQuery) -> Query:
         source = self._sources[raw.hook]
@@ -53,7 +54,8 @@ class Correlator:
             tid=raw.tid,
             ns_pid=backend.ns_pid,
             db=source.db,
-            database=backend.info.database if backend.info else None,
+            database=self._databases.resolve(source.binary, raw.database_oid,
+                                             backend.info.database if backend.info else None),
             text=text,
             fingerprint=fingerprint(text),
             protocol=raw.protocol,

@@ -52,7 +52,7 @@ class QueryEventHead(ctypes.Structure):
         ("protocol", ctypes.c_uint8),
         ("flags", ctypes.c_uint8),
         ("text_len", ctypes.c_uint16),
-        ("reserved", ctypes.c_uint32),
+        ("database", ctypes.c_uint32),
     ]
 
 
@@ -127,6 +127,7 @@ class RawQuery:
     protocol: str
     flags: int
     text: bytes
+    database_oid: int = 0  # PostgreSQL: the backend's database; 0 when unknown
 
     @property
     def duration_ns(self) -> int:
@@ -222,7 +223,7 @@ def decode_query(record: bytes) -> RawQuery:
     return RawQuery(
         pid=head.hdr.pid, tid=head.hdr.tid, hook=head.hdr.hook,
         start_ns=head.start_ns, end_ns=head.end_ns, protocol=protocol,
-        flags=head.flags, text=text,
+        flags=head.flags, text=text, database_oid=head.database,
     )
 
 
@@ -230,5 +231,5 @@ def encode_query(raw: RawQuery) -> bytes:
     """The inverse of decode_query: for recorded event streams in tests and replays."""
     protocol = PROTOCOLS.index(raw.protocol)
     head = QueryEventHead(Header(EV_QUERY, raw.pid, raw.tid, raw.hook, 0), raw.start_ns,
-                          raw.end_ns, protocol, raw.flags, len(raw.text), 0)
+                          raw.end_ns, protocol, raw.flags, len(raw.text), raw.database_oid)
     return bytes(head) + raw.text

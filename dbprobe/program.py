@@ -9,9 +9,9 @@ the sources under ``probes/`` are expanded here, each file once, before compilin
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from dbprobe.bpfgen import HookProgram, entry_points_source, group_sites
 from dbprobe.plan import FamilyPlan
@@ -30,11 +30,12 @@ class TraceProgram:
 class Parameters:
     """Compile-time parameters of the kernel side."""
 
-    threshold_ns: int = 0
+    thresholds_ns: Mapping[str, int] = field(default_factory=dict)  # by family: query, txn
     filter_pids: bool = False  # trace only the processes user space puts in traced_pids
 
     def cflags(self) -> tuple[str, ...]:
-        flags = [f"-DDBP_THRESHOLD_NS={self.threshold_ns}ULL"]
+        flags = [f"-DDBP_{family.upper()}_THRESHOLD_NS={ns}ULL"
+                 for family, ns in sorted(self.thresholds_ns.items())]
         if self.filter_pids:
             flags.append("-DDBP_FILTER_PIDS=1")
         return tuple(flags)

@@ -94,6 +94,7 @@ class Recipe:
     usdt_provider: str | None
     process_names: tuple[str, ...]
     families: dict[str, Family]
+    database_oid_global: str | None = None  # the global holding a backend's database OID
 
     def family(self, name: str) -> Family:
         try:
@@ -141,6 +142,7 @@ def _recipe_from(document: dict, path: Path) -> Recipe:
         usdt_provider=document.get("usdt_provider"),
         process_names=tuple(document.get("process_names", ())),
         families=families,
+        database_oid_global=document.get("database_oid_global"),
     )
 
 

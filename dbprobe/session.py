@@ -12,14 +12,16 @@ import signal
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import psutil
 
 from dbprobe import preflight
 from dbprobe.attach import Attachment
-from dbprobe.backends import BackendDirectory
+from dbprobe.backends import BackendDirectory, DatabaseNames
+from dbprobe.discovery import backend_info
+from dbprobe.procmem import load_bias, read_u32
 from dbprobe.collector import Collector
 from dbprobe.errors import DbprobeError
 from dbprobe.model import Source
@@ -38,7 +40,7 @@ class TraceRequest:
     databases: tuple[str, ...]  # which servers the report is for
     pid: int | None = None
     binary: str | None = None
-    threshold_ns: int = 0
+    thresholds_ns: Mapping[str, int] = field(default_factory=dict)  # by family
 
 
 class Trace:
@@ -52,12 +54,13 @@ class Trace:
         self.targets = choose_targets(pid=request.pid, binary=request.binary,
                                       databases=request.databases)
         self.plans = [plan for target in self.targets for plan in _plans_for(target, request.families)]
-        parameters = Parameters(threshold_ns=request.threshold_ns, filter_pids=request.pid is not None)
+        parameters = Parameters(thresholds_ns=request.thresholds_ns, filter_pids=request.pid is not None)
         program = build_program(self.plans, parameters)
         self.sources = {hook.hook_id: Source(self._target_of(hook.binary).db, hook.binary, hook.mechanism)
                         for hook in program.hooks}
         self.versions = {hook.hook_id: self._target_of(hook.binary).version for hook in program.hooks}
         self.backends = BackendDirectory()
+        self.databases = DatabaseNames()
         self._handlers: dict[type, Callable[[Any], None]] = {}
         self.started = time.time()
         self._attachment = Attachment(program.source, program.cflags)
@@ -66,6 +69,7 @@ class Trace:
                 self._seed_traced_pids()
             self.probes_attached = self._attachment.attach(program.hooks)
             self.collector = Collector(self._attachment.bpf, self._deliver)
+            self._learn_database_names()
         except BaseException:
             self._attachment.close()
             raise
@@ -77,6 +81,21 @@ class Trace:
         table = self._attachment.bpf["traced_pids"]
         for pid in self.targets[0].processes:
             table[table.Key(pid)] = table.Leaf(1)
+
+    def _learn_database_names(self) -> None:
+        """Database OIDs of the backends running now, read from their memory, with their names."""
+        for target in self.targets:
+            symbol_name = load_recipe(target.db).database_oid_global
+            binary = target.open_binary()
+            symbol = binary.symbol(symbol_name) if symbol_name else None
+            if symbol is None:
+                continue
+            for pid in target.processes:
+                info = backend_info(pid)
+                bias = load_bias(pid, target.binary, binary.is_pie) if info and info.database else None
+                oid = read_u32(pid, bias + symbol.address) if bias is not None else None
+                if oid:
+                    self.databases.learn(target.binary, oid, info.database)
 
     def on(self, record_type: type, handler: Callable[[Any], None]) -> None:
         self._handlers[record_type] = handler

@@ -6,7 +6,8 @@
  * change both together.
  *
  * Compile-time parameters, passed by the loader as -D flags:
- *   DBP_THRESHOLD_NS   queries at or over this duration are sent to user space
+ *   DBP_QUERY_THRESHOLD_NS  statements at or over this duration are sent to user space
+ *   DBP_TXN_THRESHOLD_NS    transactions at or over this duration are sent to user space
  *   DBP_FILTER_PIDS    when set, only processes in the traced_pids map: user space puts a
  *                      server's processes there, and its new children join at fork
  */
@@ -66,7 +67,7 @@ struct dbp_query_event {
 	u8 protocol;
 	u8 flags;
 	u16 text_len;             /* bytes of text that follow, without a terminating NUL */
-	u32 reserved;
+	u32 database;             /* PostgreSQL: the backend's database OID; 0 when unknown */
 	char text[DBP_TEXT_MAX];
 };
 

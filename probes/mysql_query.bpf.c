@@ -232,7 +232,7 @@ static __always_inline void my_remember_prepared(struct my_command *slot)
 	    bpf_probe_read_user(reply, sizeof(reply), (void *)slot->reply) != 0)
 		return;
 	u32 payload = reply[0] | (reply[1] << 8) | (reply[2] << 16);
-	/* PREPARE_OK is 12 bytes (9 before MySQL 4.1.?, 13 with MySQL 8's metadata flag). */
+	/* PREPARE_OK is 12 bytes; 9 from the oldest servers, 13 where a metadata flag follows. */
 	if (payload < 9 || payload > 13 || reply[3] != 1 || reply[4] != 0)
 		return;
 	u32 stmt_id = reply[5] | (reply[6] << 8) | (reply[7] << 16) | ((u32)reply[8] << 24);
@@ -246,7 +246,7 @@ static __always_inline void my_finish_execute(struct my_command *slot, u64 now)
 {
 	u64 duration = now - slot->start_ns;
 	dbp_count_query(DBP_PROTO_PREPARED, duration);
-	if (duration < DBP_THRESHOLD_NS)
+	if (duration < DBP_QUERY_THRESHOLD_NS)
 		return;
 	struct my_statement_key key = my_statement(slot->thd, slot->stmt_id);
 	struct my_text *text = my_prepared.lookup(&key);
@@ -260,7 +260,7 @@ static __always_inline void my_finish_query(struct my_command *slot, u64 now, u8
 {
 	u64 duration = now - slot->start_ns;
 	dbp_count_query(DBP_PROTO_SIMPLE, duration);
-	if (duration >= DBP_THRESHOLD_NS)
+	if (duration >= DBP_QUERY_THRESHOLD_NS)
 		my_emit(slot, now, DBP_PROTO_SIMPLE, flags, &slot->text);
 }
 

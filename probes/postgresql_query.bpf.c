@@ -4,10 +4,10 @@
  * A backend's statement goes through these hooks (see probes/postgresql.toml for the
  * probe or function behind each one):
  *
- *   pg_activity(text)      the backend reports a new activity: a statement's text when it
- *                          starts running (Parse, Bind, Execute, simple Query), NULL when it
- *                          goes idle (ReadyForQuery)
- *   pg_simple_start(text)  a simple-protocol query starts       (USDT query__start)
+ *   pg_activity(text, database)  the backend reports a new activity: a statement's text
+ *                          when it starts running (Parse, Bind, Execute, simple Query), NULL
+ *                          when it goes idle (ReadyForQuery); its database OID (MyDatabaseId)
+ *   pg_simple_start(text, database)  a simple-protocol query starts (USDT query__start)
  *   pg_simple_done()       a simple-protocol query ends         (USDT query__done)
  *   pg_portal_start()      a portal starts executing            (USDT query__execute__start)
  *   pg_portal_start_dest(dest_kind)  same, knowing the portal's destination (uprobe PortalRun)
@@ -40,6 +40,7 @@ enum pg_mode {
 struct pg_statement {
 	u64 start_ns;
 	u64 text;           /* pointer into the backend's memory */
+	u32 database;       /* OID */
 	u16 hook;
 	u8 mode;
 	u8 depth;           /* portal runs nested under the top-level one */
@@ -72,10 +73,11 @@ static __always_inline struct pg_statement *pg_statement_slot(u32 tid)
 	return pg_statements.lookup(&tid);
 }
 
-static __always_inline void pg_begin(struct pg_statement *st, u64 text, u16 hook, u8 mode)
+static __always_inline void pg_begin(struct pg_statement *st, const u64 *args, u16 hook, u8 mode)
 {
 	st->start_ns = bpf_ktime_get_ns();
-	st->text = text;
+	st->text = args[0];
+	st->database = args[1];
 	st->hook = hook;
 	st->mode = mode;
 	st->depth = 0;
@@ -83,7 +85,7 @@ static __always_inline void pg_begin(struct pg_statement *st, u64 text, u16 hook
 
 static __always_inline void pg_finish(struct pg_statement *st, u8 protocol, u8 flags)
 {
-	dbp_query_done(st->start_ns, st->text, 0, st->hook, protocol, flags);
+	dbp_query_done(st->start_ns, st->text, 0, st->hook, protocol, flags, st->database);
 	st->mode = PG_IDLE;
 	st->depth = 0;
 }
@@ -91,12 +93,13 @@ static __always_inline void pg_finish(struct pg_statement *st, u8 protocol, u8 f
 static __always_inline void pg_prepare_slow_event(u32 tid, struct pg_statement *st)
 {
 	u32 zero = 0;
-	if (bpf_ktime_get_ns() - st->start_ns < DBP_THRESHOLD_NS || pg_prepared_events.lookup(&tid))
+	if (bpf_ktime_get_ns() - st->start_ns < DBP_QUERY_THRESHOLD_NS || pg_prepared_events.lookup(&tid))
 		return;
 	struct dbp_query_event *ev = query_scratch.lookup(&zero);
 	if (!ev)
 		return;
 	dbp_fill_event(ev, st->start_ns, 0, st->text, 0, st->hook, DBP_PROTO_SIMPLE, 0);
+	ev->database = st->database;
 	pg_prepared_events.update(&tid, ev);
 }
 
@@ -112,14 +115,14 @@ static __always_inline void pg_finish_portal_simple(u32 tid, struct pg_statement
 	struct dbp_query_event *ev = pg_prepared_events.lookup(&tid);
 
 	dbp_count_query(DBP_PROTO_SIMPLE, duration);
-	if (duration >= DBP_THRESHOLD_NS) {
+	if (duration >= DBP_QUERY_THRESHOLD_NS) {
 		if (ev) {
 			ev->end_ns = now;
 			ev->flags |= flags;
 			dbp_submit(ev, dbp_event_size(ev));
 		} else {
 			dbp_emit_query(st->start_ns, now, text_alive ? st->text : 0, 0, st->hook,
-				       DBP_PROTO_SIMPLE, flags);
+				       DBP_PROTO_SIMPLE, flags, st->database);
 		}
 	}
 	if (ev)
@@ -158,7 +161,7 @@ static __always_inline int pg_activity(struct pt_regs *ctx, const u64 *args, u16
 	if (!st)
 		return 0;
 	if (st->mode == PG_IDLE)
-		pg_begin(st, text, hook, PG_PENDING);
+		pg_begin(st, args, hook, PG_PENDING);
 	else if (st->mode == PG_PENDING)
 		st->text = text;    /* the Bind or Execute of the statement reported by Parse */
 	return 0;
@@ -168,7 +171,7 @@ static __always_inline int pg_simple_start(struct pt_regs *ctx, const u64 *args,
 {
 	struct pg_statement *st = pg_statement_slot(pg_tid());
 	if (st)
-		pg_begin(st, args[0], hook, PG_SIMPLE);
+		pg_begin(st, args, hook, PG_SIMPLE);
 	return 0;
 }
 

@@ -15,12 +15,12 @@
  * Each backend's open transaction lives in a kernel map: its start, the statements that ran
  * in it (counted; the first few kept as text), and how long it sat idle between them. When
  * it ends, the duration goes into a kernel histogram and the commit/abort counters; only
- * transactions at or over DBP_THRESHOLD_NS go to user space, with their statements.
+ * transactions at or over DBP_TXN_THRESHOLD_NS go to user space, with their statements.
  */
 #include "dbprobe.h"
 
-#ifndef DBP_THRESHOLD_NS
-#define DBP_THRESHOLD_NS 0
+#ifndef DBP_TXN_THRESHOLD_NS
+#define DBP_TXN_THRESHOLD_NS 0
 #endif
 
 struct pg_txn {
@@ -131,7 +131,7 @@ static __always_inline void pg_txn_finish(struct pg_txn *txn, u8 outcome, u16 ho
 	u64 *count = txn_hist.lookup(&slot);
 	if (count)
 		*count += 1;
-	if (duration >= DBP_THRESHOLD_NS)
+	if (duration >= DBP_TXN_THRESHOLD_NS)
 		pg_txn_emit(txn, now, outcome, hook);
 	txn->start_ns = 0;
 }

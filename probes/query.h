@@ -2,7 +2,7 @@
  * query.h: what every database's query program does when a statement completes.
  *
  * The hot path: every statement updates the per-CPU totals and the latency histogram in
- * kernel maps; only statements at or over DBP_THRESHOLD_NS read their text and travel to
+ * kernel maps; only statements at or over DBP_QUERY_THRESHOLD_NS read their text and travel to
  * user space.
  */
 #ifndef DBPROBE_QUERY_H
@@ -10,8 +10,8 @@
 
 #include "dbprobe.h"
 
-#ifndef DBP_THRESHOLD_NS
-#define DBP_THRESHOLD_NS 0
+#ifndef DBP_QUERY_THRESHOLD_NS
+#define DBP_QUERY_THRESHOLD_NS 0
 #endif
 
 BPF_PERCPU_ARRAY(query_scratch, struct dbp_query_event, 1);
@@ -61,7 +61,7 @@ static __always_inline void dbp_fill_event_head(struct dbp_query_event *ev, u64 
 	ev->protocol = protocol;
 	ev->flags = flags;
 	ev->text_len = 0;
-	ev->reserved = 0;
+	ev->database = 0;
 }
 
 static __always_inline void dbp_fill_event(struct dbp_query_event *ev, u64 start_ns, u64 end_ns,
@@ -81,13 +81,14 @@ static __always_inline u32 dbp_event_size(struct dbp_query_event *ev)
 }
 
 static __always_inline void dbp_emit_query(u64 start_ns, u64 end_ns, u64 text, u32 text_len,
-					   u16 hook, u8 protocol, u8 flags)
+					   u16 hook, u8 protocol, u8 flags, u32 database)
 {
 	u32 zero = 0;
 	struct dbp_query_event *ev = query_scratch.lookup(&zero);
 	if (!ev)
 		return;
 	dbp_fill_event(ev, start_ns, end_ns, text, text_len, hook, protocol, flags);
+	ev->database = database;
 	dbp_submit(ev, dbp_event_size(ev));
 }
 
@@ -103,14 +104,14 @@ static __always_inline void dbp_count_query(u8 protocol, u64 duration)
 
 /* A statement ended: count it, bucket it, and send it on if it was slow. */
 static __always_inline void dbp_query_done(u64 start_ns, u64 text, u32 text_len, u16 hook,
-					   u8 protocol, u8 flags)
+					   u8 protocol, u8 flags, u32 database)
 {
 	u64 now = bpf_ktime_get_ns();
 	u64 duration = now - start_ns;
 
 	dbp_count_query(protocol, duration);
-	if (duration >= DBP_THRESHOLD_NS)
-		dbp_emit_query(start_ns, now, text, text_len, hook, protocol, flags);
+	if (duration >= DBP_QUERY_THRESHOLD_NS)
+		dbp_emit_query(start_ns, now, text, text_len, hook, protocol, flags, database);
 }
 
 #endif /* DBPROBE_QUERY_H */

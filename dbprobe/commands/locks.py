@@ -8,18 +8,19 @@ import time
 from dbprobe import lockreport
 from dbprobe.catalog import PostgresCatalog
 from dbprobe.cli_options import OutputOptions, add_output_options, add_target_options, parse_threshold_ns
+from dbprobe.commands.tracing import trace_reports
 from dbprobe.events import RawLockEvent
 from dbprobe.lockdigest import LockDigest
 from dbprobe.lockreport import LWLockStats
-from dbprobe.lockwaits import LastStatement, LockWaitTracker
+from dbprobe.lockwaits import Catalog, LastStatement, LockWaitTracker
 from dbprobe.model import Deadlock, LockWait
 from dbprobe.procmem import read_c_string
-from dbprobe.session import ServerWatch, Trace, TraceRequest, run, status, stop_on_signals
+from dbprobe.session import Trace, TraceRequest, status
 
 DATABASES = ("postgresql",)
 DEFAULT_THRESHOLD = "0ms"
 ANNOUNCE_AFTER_S = 1.0  # a wait still going after this long is shown before it ends
-SWEEP_EVERY_S = 1.0
+SWEEP_EVERY_S = 1.0  # how often to look for waiters that exited
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,53 +34,73 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_output_options(parser, digest="the lock digest")
 
 
-class LockWatch:
-    """Prints waits as they end (and long ones while they last) and keeps the digest."""
+class LockReport:
+    """Prints waits as they end (and long ones while they last); digests by target and mode."""
 
-    def __init__(self, tracker: LockWaitTracker, output: OutputOptions, threshold_ms: float):
-        self.tracker = tracker
+    def __init__(self, output: OutputOptions, threshold_ns: int, catalog: Catalog | None = None):
         self._output = output
-        self._threshold_ms = threshold_ms
+        self._threshold_ms = threshold_ns / 1e6
+        self._catalog = catalog
+        self.description = f"lock waits at or over {self._threshold_ms:g} ms"
         self._announced: set[tuple[int, float]] = set()
-        self.window = LockDigest()
-        self.whole = LockDigest()
+        self._window, self._whole = LockDigest(), LockDigest()
+        self._next_sweep = 0.0
+        self._trace: Trace | None = None
+        self._tracker: LockWaitTracker | None = None
+        self._window_started = 0.0
+
+    def attach_to(self, trace: Trace) -> None:
+        self._trace = trace
+        self._tracker = LockWaitTracker(trace.sources, trace.versions, trace.backends,
+                                        self._last_statement, catalog=self._catalog)
+        trace.on(RawLockEvent, self.on_record)
+        self._window_started = trace.started
+
+    def start(self) -> None:
+        pass
 
     def on_record(self, raw: RawLockEvent) -> None:
-        result = self.tracker.record(raw)
+        result = self._tracker.record(raw)
         if isinstance(result, Deadlock):
             self._deadlock(result)
         elif isinstance(result, LockWait) and result.end is not None:
-            self.ended(result)
+            self._ended(result)
 
-    def ended(self, wait: LockWait) -> None:
+    def tick(self, now: float) -> None:
+        self._announce_long_waits(now)
+        if now >= self._next_sweep:
+            self._next_sweep = now + SWEEP_EVERY_S
+            for gone in self._tracker.sweep(self._trace.backends.alive):
+                self._ended(gone)
+
+    def _ended(self, wait: LockWait) -> None:
         self._announced.discard((wait.tid, wait.start))
-        for digest in (self.window, self.whole):
+        for digest in (self._window, self._whole):
             digest.add(wait)
         if (wait.wait_ms or 0) >= self._threshold_ms or wait.outcome != "granted":
             self._print_wait(wait)
 
     def _deadlock(self, deadlock: Deadlock) -> None:
-        for digest in (self.window, self.whole):
+        for digest in (self._window, self._whole):
             digest.add(deadlock.waits[0])
             digest.add_deadlock(deadlock)
+        options = dict(show_literals=self._output.show_literals)
         if self._output.json:
-            print(lockreport.deadlock_json(deadlock, show_literals=self._output.show_literals), flush=True)
+            self._output.emit(lockreport.deadlock_json(deadlock, **options))
         else:
-            print("\n".join(lockreport.deadlock_lines(deadlock, show_literals=self._output.show_literals,
-                                                      width=self._output.width)), flush=True)
+            self._output.emit("\n".join(lockreport.deadlock_lines(deadlock, width=self._output.width,
+                                                                  **options)))
 
     def _print_wait(self, wait: LockWait, waited_ms: float | None = None) -> None:
+        options = dict(show_literals=self._output.show_literals, waited_ms=waited_ms)
         if self._output.json:
-            print(lockreport.wait_json(wait, show_literals=self._output.show_literals,
-                                       waited_ms=waited_ms), flush=True)
+            self._output.emit(lockreport.wait_json(wait, **options))
         else:
-            print("\n".join(lockreport.wait_lines(wait, show_literals=self._output.show_literals,
-                                                  width=self._output.width, waited_ms=waited_ms)),
-                  flush=True)
+            self._output.emit("\n".join(lockreport.wait_lines(wait, width=self._output.width, **options)))
 
-    def announce_long_waits(self, now: float) -> None:
+    def _announce_long_waits(self, now: float) -> None:
         """Show once each wait that has lasted long enough, before it ends."""
-        for wait in self.tracker.waiting():
+        for wait in self._tracker.waiting():
             waited_ms = (now - wait.start) * 1000
             key = (wait.tid, wait.start)
             if key in self._announced or waited_ms < max(self._threshold_ms, ANNOUNCE_AFTER_S * 1000):
@@ -87,82 +108,48 @@ class LockWatch:
             self._announced.add(key)
             self._print_wait(wait, waited_ms=waited_ms)
 
-    def take_window(self) -> LockDigest:
-        window, self.window = self.window, LockDigest()
-        return window
+    def print_digest(self, *, window: bool) -> None:
+        now = time.time()
+        if window:
+            digest, started = self._window, self._window_started
+            self._window, self._window_started = LockDigest(), now
+        else:
+            digest, started = self._whole, self._trace.started
+        common = dict(started=started, ended=now, still_waiting=len(self._tracker.waiting()),
+                      lost=self._trace.collector.totals().lost)
+        lwlocks = self._lwlock_stats()
+        if self._output.json:
+            self._output.emit(lockreport.summary_json(digest, lwlocks, **common))
+        else:
+            self._output.emit("\n" + lockreport.digest_text(digest, lwlocks, width=self._output.width,
+                                                            **common))
 
-
-def _last_statement_reader(trace: Trace):
-    def last_statement(pid: int) -> LastStatement | None:
-        value = trace.collector.lookup("pg_last_statements", pid)
+    def _last_statement(self, pid: int) -> LastStatement | None:
+        value = self._trace.collector.lookup("pg_last_statements", pid)
         if value is None:
             return None
         text = bytes(value.text)[: value.len].decode("utf-8", errors="replace")
         return LastStatement(text=text, start_ns=value.start_ns, end_ns=value.end_ns)
-    return last_statement
 
-
-def _lwlock_stats(trace: Trace) -> list[LWLockStats]:
-    server_pids = [server.pid for target in trace.targets for server in target.servers]
-    stats = []
-    for key, value in trace.collector.items("pg_lwlock_totals"):
-        name = next((read_c_string(pid, key.tranche) for pid in server_pids
-                     if read_c_string(pid, key.tranche)), None)
-        stats.append(LWLockStats(name or f"tranche at {key.tranche:#x}", key.mode, value.waits,
-                                 value.total_ns, value.max_ns))
-    return stats
+    def _lwlock_stats(self) -> list[LWLockStats]:
+        """The kernel's LWLock wait counts, tranche names read from a server's memory."""
+        server_pids = [server.pid for target in self._trace.targets for server in target.servers]
+        stats = []
+        for key, value in self._trace.collector.items("pg_lwlock_totals"):
+            name = next(filter(None, (read_c_string(pid, key.tranche) for pid in server_pids)), None)
+            stats.append(LWLockStats(name or f"tranche at {key.tranche:#x}", key.mode, value.waits,
+                                     value.total_ns, value.max_ns))
+        return stats
 
 
 def run_command(args: argparse.Namespace) -> int:
     threshold_ns = parse_threshold_ns(args.threshold)
-    output = OutputOptions.from_args(args)
     request = TraceRequest(families=("locks",), databases=DATABASES, pid=args.pid,
-                           binary=args.binary, threshold_ns=threshold_ns)
+                           binary=args.binary)
     catalog = PostgresCatalog(args.dsn, warn=status) if args.dsn else None
     try:
-        with stop_on_signals() as stop, Trace(request) as trace:
-            tracker = LockWaitTracker(trace.sources, trace.versions, trace.backends,
-                                      _last_statement_reader(trace), catalog=catalog)
-            watch = LockWatch(tracker, output, threshold_ns / 1e6)
-            trace.on(RawLockEvent, watch.on_record)
-            status(f"tracing lock waits at or over {threshold_ns / 1e6:g} ms; "
-                   f"{trace.probes_attached} probes attached")
-            for line in trace.describe():
-                status(line)
-            window_started = trace.started
-            next_sweep = time.monotonic() + SWEEP_EVERY_S
-
-            def print_digest(digest: LockDigest, started: float) -> None:
-                ended = time.time()
-                waiting = len(tracker.waiting())
-                lost = trace.collector.totals().lost
-                lwlocks = _lwlock_stats(trace)
-                if output.json:
-                    print(lockreport.summary_json(digest, lwlocks, started=started, ended=ended,
-                                                  still_waiting=waiting, lost=lost), flush=True)
-                else:
-                    print("\n" + lockreport.digest_text(digest, lwlocks, started=started, ended=ended,
-                                                        still_waiting=waiting, lost=lost,
-                                                        width=output.width), flush=True)
-
-            def on_interval() -> None:
-                nonlocal window_started
-                print_digest(watch.take_window(), window_started)
-                window_started = time.time()
-
-            def on_tick() -> None:
-                nonlocal next_sweep
-                watch.announce_long_waits(time.time())
-                if time.monotonic() >= next_sweep:
-                    next_sweep = time.monotonic() + SWEEP_EVERY_S
-                    for gone in tracker.sweep(trace.backends.alive):
-                        watch.ended(gone)
-
-            run(trace, duration_s=args.duration, interval_s=args.interval, on_interval=on_interval,
-                stop=stop, watch=ServerWatch(trace.targets, status, filtered=args.pid is not None),
-                on_tick=on_tick)
-            print_digest(watch.take_window() if args.interval else watch.whole,
-                         window_started if args.interval else trace.started)
+        report = LockReport(OutputOptions.from_args(args), threshold_ns, catalog)
+        trace_reports([report], request, duration_s=args.duration, interval_s=args.interval)
     finally:
         if catalog is not None:
             catalog.close()

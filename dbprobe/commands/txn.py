@@ -7,14 +7,16 @@ import time
 
 from dbprobe import txnreport
 from dbprobe.cli_options import OutputOptions, add_output_options, add_target_options, parse_threshold_ns
+from dbprobe.commands.tracing import trace_reports
 from dbprobe.correlate import Correlator
 from dbprobe.events import HIST_SLOTS, RawTxn
 from dbprobe.model import Transaction
-from dbprobe.session import ServerWatch, Trace, TraceRequest, run, status, stop_on_signals
+from dbprobe.session import Trace, TraceRequest
 from dbprobe.txnreport import TxnDigest, TxnTotals
 
 DATABASES = ("postgresql",)
 DEFAULT_THRESHOLD = "0ms"
+_NO_TOTALS = TxnTotals(0, 0, 0, (0,) * HIST_SLOTS)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,67 +27,66 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_output_options(parser, digest="the transaction digest")
 
 
-def kernel_totals(trace: Trace) -> TxnTotals:
-    counters = trace.collector.summed("txn_totals")
-    return TxnTotals(counters["commits"], counters["aborts"], counters["total_ns"],
-                     trace.collector.counts("txn_hist", HIST_SLOTS))
+class TxnReport:
+    """Prints each transaction over the threshold; digests with the kernel's counts."""
 
-
-class TxnWatch:
-    def __init__(self, output: OutputOptions):
+    def __init__(self, output: OutputOptions, threshold_ns: int):
         self._output = output
-        self.window = TxnDigest()
-        self.whole = TxnDigest()
+        self._threshold_ms = threshold_ns / 1e6
+        self.description = f"transactions at or over {self._threshold_ms:g} ms"
+        self._window, self._whole = TxnDigest(), TxnDigest()
+        self._trace: Trace | None = None
+        self._window_start = (0.0, _NO_TOTALS)
+
+    def attach_to(self, trace: Trace) -> None:
+        self._trace = trace
+        correlator = Correlator(trace.sources, trace.backends)
+        trace.on(RawTxn, lambda raw: self.on_transaction(correlator.transaction(raw)))
+        self._window_start = (trace.started, _NO_TOTALS)
+
+    def start(self) -> None:
+        if not self._output.json:
+            self._output.emit(txnreport.live_header(self._output.width))
+
+    def tick(self, now: float) -> None:
+        pass
 
     def on_transaction(self, txn: Transaction) -> None:
-        self.window.add(txn)
-        self.whole.add(txn)
+        self._window.add(txn)
+        self._whole.add(txn)
+        options = dict(show_literals=self._output.show_literals)
         if self._output.json:
-            print(txnreport.txn_json(txn, show_literals=self._output.show_literals), flush=True)
+            self._output.emit(txnreport.txn_json(txn, **options))
         else:
-            print(txnreport.live_line(txn, show_literals=self._output.show_literals,
-                                      width=self._output.width), flush=True)
+            self._output.emit(txnreport.live_line(txn, width=self._output.width, **options))
 
-    def take_window(self) -> TxnDigest:
-        window, self.window = self.window, TxnDigest()
-        return window
+    def _kernel_totals(self) -> TxnTotals:
+        counters = self._trace.collector.summed("txn_totals")
+        return TxnTotals(counters["commits"], counters["aborts"], counters["total_ns"],
+                         self._trace.collector.counts("txn_hist", HIST_SLOTS))
+
+    def print_digest(self, *, window: bool) -> None:
+        now, totals = time.time(), self._kernel_totals()
+        if window:
+            started, earlier = self._window_start
+            self._window_start = (now, totals)
+            digest, self._window = self._window, TxnDigest()
+            totals = totals - earlier
+        else:
+            started, digest = self._trace.started, self._whole
+        common = dict(started=started, ended=now, threshold_ms=self._threshold_ms,
+                      lost=self._trace.collector.totals().lost, show_literals=self._output.show_literals)
+        if self._output.json:
+            self._output.emit(txnreport.summary_json(digest, totals, **common))
+        else:
+            self._output.emit("\n" + txnreport.digest_text(digest, totals, width=self._output.width,
+                                                           **common))
 
 
 def run_command(args: argparse.Namespace) -> int:
     threshold_ns = parse_threshold_ns(args.threshold)
-    output = OutputOptions.from_args(args)
-    watch = TxnWatch(output)
     request = TraceRequest(families=("txn",), databases=DATABASES, pid=args.pid,
-                           binary=args.binary, threshold_ns=threshold_ns)
-    with stop_on_signals() as stop, Trace(request) as trace:
-        correlator = Correlator(trace.sources, trace.backends)
-        trace.on(RawTxn, lambda raw: watch.on_transaction(correlator.transaction(raw)))
-        status(f"tracing transactions at or over {threshold_ns / 1e6:g} ms; "
-               f"{trace.probes_attached} probes attached")
-        for line in trace.describe():
-            status(line)
-        if not output.json:
-            print(txnreport.live_header(output.width), flush=True)
-        window = {"started": trace.started, "totals": TxnTotals(0, 0, 0, (0,) * HIST_SLOTS)}
-
-        def print_digest(digest: TxnDigest, started: float, totals: TxnTotals) -> None:
-            common = dict(started=started, ended=time.time(), threshold_ms=threshold_ns / 1e6,
-                          lost=trace.collector.totals().lost, show_literals=output.show_literals)
-            if output.json:
-                print(txnreport.summary_json(digest, totals, **common), flush=True)
-            else:
-                print("\n" + txnreport.digest_text(digest, totals, width=output.width, **common), flush=True)
-
-        def on_interval() -> None:
-            now_totals = kernel_totals(trace)
-            print_digest(watch.take_window(), window["started"], now_totals - window["totals"])
-            window.update(started=time.time(), totals=now_totals)
-
-        run(trace, duration_s=args.duration, interval_s=args.interval, on_interval=on_interval,
-            stop=stop, watch=ServerWatch(trace.targets, status, filtered=args.pid is not None))
-        final = kernel_totals(trace)
-        if args.interval:
-            print_digest(watch.take_window(), window["started"], final - window["totals"])
-        else:
-            print_digest(watch.whole, trace.started, final)
+                           binary=args.binary, thresholds_ns={"txn": threshold_ns})
+    trace_reports([TxnReport(OutputOptions.from_args(args), threshold_ns)], request,
+                  duration_s=args.duration, interval_s=args.interval)
     return 0

@@ -1,8 +1,9 @@
 """The MySQL and MariaDB recipes bound to binaries: which variant each server build gets.
 
 The binaries are real: MySQL stand-ins compiled here with g++ (the dispatch_command
-signatures of MySQL 8.0/5.7 and of 5.6, optionally MySQL 5.x's DTrace probes), the
-installed mariadbd, and a program that is no database server at all.
+signatures of MySQL 5.7/8.0 and of 5.6, optionally MySQL 5.x's DTrace probes), the
+installed mariadbd, and a program that is no database server at all. MySQL 5.7 and 8.0
+share one layout of the arguments read; 5.6 has the other.
 """
 
 from __future__ import annotations
@@ -80,12 +81,19 @@ def test_mysql_56_reads_the_raw_packet(mysql56, version):
     assert mysql56.symbol(PACKET_SYMBOL).file_offset == plan.sites[0].file_offset
 
 
-def test_a_version_that_contradicts_the_signature_is_not_traced(mysql8):
-    # A 5.6 version string on a binary with 5.7's signature: no layout can be trusted.
-    plan = query_plan("mysql", mysql8, "5.6.51")
+def test_the_signature_decides_over_the_version_string(mysql8, mysql56):
+    # The mangled name spells out the parameters: it is the layout, whatever the version says.
+    assert entry_and_return(query_plan("mysql", mysql8, "5.6.51")) == (COM_DATA_ARGS, True)
+    assert entry_and_return(query_plan("mysql", mysql56, "8.0.36")) == (PACKET_ARGS, True)
+
+
+def test_a_dispatch_command_of_neither_signature_is_not_traced():
+    # MariaDB's has a fifth parameter: not MySQL 5.6's signature, nor 5.7's.
+    mariadbd = ElfBinary(str(find_program("mariadbd", search=SBIN_DIRS)))
+    plan = query_plan("mysql", mariadbd, None)
 
     assert not plan.available
-    assert "uprobe: no hooks for version 5.6.51" in plan.rejected
+    assert any(COM_DATA_SYMBOL in reason and "not found" in reason for reason in plan.rejected)
     assert any(PACKET_SYMBOL in reason and "not found" in reason for reason in plan.rejected)
     with pytest.raises(DbprobeError, match="cannot trace query"):
         require_plan(plan, "mysql")
@@ -116,11 +124,6 @@ def test_mariadb_reads_the_raw_packet_of_its_exported_dispatch_command():
     assert plan.mechanism == "uprobe"
     assert entry_and_return(plan) == (PACKET_ARGS, True)
     assert plan.sites[0].file_offset == exported.file_offset
-
-
-def test_mysql_recipe_does_not_take_mariadbs_dispatch_command():
-    mariadbd = ElfBinary(str(find_program("mariadbd", search=SBIN_DIRS)))
-    assert not query_plan("mysql", mariadbd, None).available
 
 
 def test_a_binary_that_is_no_database_server(tmp_path):

@@ -100,10 +100,10 @@ def test_the_packaged_query_program_expands_completely() -> None:
 @pytest.mark.parametrize(
     ("parameters", "flags"),
     [
-        (Parameters(), ("-DDBP_THRESHOLD_NS=0ULL",)),
-        (Parameters(threshold_ns=50_000_000), ("-DDBP_THRESHOLD_NS=50000000ULL",)),
-        (Parameters(threshold_ns=1, filter_pids=True),
-         ("-DDBP_THRESHOLD_NS=1ULL", "-DDBP_FILTER_PIDS=1")),
+        (Parameters(), ()),
+        (Parameters(thresholds_ns={"query": 50_000_000}), ("-DDBP_QUERY_THRESHOLD_NS=50000000ULL",)),
+        (Parameters(thresholds_ns={"txn": 2, "query": 1}, filter_pids=True),
+         ("-DDBP_QUERY_THRESHOLD_NS=1ULL", "-DDBP_TXN_THRESHOLD_NS=2ULL", "-DDBP_FILTER_PIDS=1")),
     ],
 )
 def test_cflags(parameters: Parameters, flags: tuple[str, ...]) -> None:
@@ -132,8 +132,8 @@ def query_plan(binary: str) -> FamilyPlan:
 def test_build_program_joins_sources_entry_points_and_flags() -> None:
     # Two binaries traced by the same family: its source is compiled once.
     plans = [query_plan("/srv/pg15/bin/postgres"), query_plan("/srv/pg16/bin/postgres")]
-    program = build_program(plans, Parameters(threshold_ns=7, filter_pids=True))
-    assert program.cflags == ("-DDBP_THRESHOLD_NS=7ULL", "-DDBP_FILTER_PIDS=1")
+    program = build_program(plans, Parameters(thresholds_ns={"query": 7}, filter_pids=True))
+    assert program.cflags == ("-DDBP_QUERY_THRESHOLD_NS=7ULL", "-DDBP_FILTER_PIDS=1")
     assert program.source.count("static __always_inline int pg_simple_start(") == 1
     assert program.source.count("#define DBPROBE_H") == 1
     assert [(hook.hook_id, hook.handler, hook.binary) for hook in program.hooks] == [

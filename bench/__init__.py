@@ -1,0 +1,1 @@
+"""Benchmarks of what tracing costs the database (``bench/overhead.py``)."""

@@ -1,0 +1,53 @@
+"""What every tracing command does around its reports: attach, poll, digest, detach.
+
+A report plugs into a trace: it registers handlers for the records it reads, may do
+something on every tick (announce long waits), and prints its digest for a window or for
+the whole run. ``dbprobe slow``, ``locks`` and ``txn`` each run one report; ``dbprobe demo``
+runs all three on one trace.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Protocol, Sequence
+
+from dbprobe.session import ServerWatch, Trace, TraceRequest, run, status, stop_on_signals
+
+
+class Report(Protocol):
+    description: str  # what it traces, for the startup line: "queries at or over 100 ms"
+
+    def attach_to(self, trace: Trace) -> None: ...
+    def start(self) -> None: ...
+    def tick(self, now: float) -> None: ...
+    def print_digest(self, *, window: bool) -> None: ...
+
+
+def trace_reports(reports: Sequence[Report], request: TraceRequest, *, duration_s: float | None,
+                  interval_s: float | None, on_tick: Callable[[float], None] | None = None) -> None:
+    """Attach, report live until stopped, print each report's digest; detach on every path."""
+    with stop_on_signals() as stop, Trace(request) as trace:
+        for report in reports:
+            report.attach_to(trace)
+        status(f"tracing {'; '.join(report.description for report in reports)}; "
+               f"{trace.probes_attached} probes attached")
+        for line in trace.describe():
+            status(line)
+        for report in reports:
+            report.start()
+
+        def tick() -> None:
+            now = time.time()
+            for report in reports:
+                report.tick(now)
+            if on_tick is not None:
+                on_tick(now)
+
+        def interval() -> None:
+            for report in reports:
+                report.print_digest(window=True)
+
+        run(trace, duration_s=duration_s, interval_s=interval_s, on_interval=interval, stop=stop,
+            on_tick=tick, watch=ServerWatch(trace.targets, status, filtered=request.pid is not None))
+        for report in reports:
+            report.print_digest(window=bool(interval_s))
