@@ -170,7 +170,7 @@ def _per_hit(cost: HitCost | None) -> str:
         return "-"
     if cost.us_per_hit is None:
         return f"{cost.extra_server_us_per_txn:+.1f} us/txn"
-    return f"{cost.us_per_hit:.2f} ({cost.extra_server_us_per_txn:+.1f}/{cost.hits_per_txn:g})"
+    return f"{cost.us_per_hit:.2f} ({cost.extra_server_us_per_txn:+.1f} us / {cost.hits_per_txn:.1f} hits)"
 
 
 def _budget_section(report: Report) -> Section:

@@ -115,11 +115,11 @@ def test_layout_derived_by_hand() -> None:
     # u32 kind, u32 pid, u32 tid, u16 hook, u16 reserved.
     assert ctypes.sizeof(Header) == 16
     assert field_offsets(Header) == {"kind": 0, "pid": 4, "tid": 8, "hook": 12, "reserved": 14}
-    # header, u64 start_ns, u64 end_ns, u8 protocol, u8 flags, u16 text_len, u32 reserved.
+    # header, u64 start_ns, u64 end_ns, u8 protocol, u8 flags, u16 text_len, u32 database.
     assert ctypes.sizeof(QueryEventHead) == 40
     assert field_offsets(QueryEventHead) == {
         "hdr": 0, "start_ns": 16, "end_ns": 24, "protocol": 32, "flags": 33, "text_len": 34,
-        "reserved": 36}
+        "database": 36}
     assert events._QUERY_HEAD_SIZE == 40  # where the text starts
     assert ctypes.sizeof(Totals) == 32
 

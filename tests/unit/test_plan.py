@@ -124,7 +124,8 @@ def test_usdt_sites_are_the_notes_of_the_binary(
         assert site.ref_ctr_offset != 0
         assert site.ref_ctr_offset == readelf_file_offset(postgres_binary, note.semaphore)
         note_args = note.arguments.split()
-        assert arg_texts(site) == [note_args[number - 1] for number in hook.usdt_args]
+        assert arg_texts(site) == [note_args[arg - 1] if isinstance(arg, int) else arg.text
+                                   for arg in hook.usdt_args]
 
 
 def test_usdt_plan_reads_the_statement_text_arguments(
@@ -133,8 +134,9 @@ def test_usdt_plan_reads_the_statement_text_arguments(
     sites = sites_by_label(query_plan(recipe, postgres_binary, postgres_version))
     for label in ("postgresql:statement__status", "postgresql:query__start"):
         for site in sites[label]:
-            (spec,) = site.args
-            assert (spec.size, spec.kind in ("reg", "mem")) == (8, True), spec
+            text, database = site.args
+            assert (text.size, text.kind in ("reg", "mem")) == (8, True), text
+            assert (database.size, database.kind, database.symbol) == (4, "symbol", "MyDatabaseId")
     for label in ("postgresql:query__done", "postgresql:query__execute__start",
                   "postgresql:query__execute__done"):
         assert all(site.args == () for site in sites[label])
@@ -170,7 +172,9 @@ def test_without_usdt_notes_it_plans_uprobes(recipe: Recipe, usdt_less_postgres:
         assert site.on_return == site.label.endswith("(return)")
         assert site.file_offset == readelf_file_offset(usdt_less_postgres, function.address)
     (activity,) = sites_by_label(plan)["pgstat_report_activity"]
-    assert (activity.handler, arg_texts(activity)) == ("pg_activity", ["8@%rsi"])
+    assert (activity.handler, arg_texts(activity)) == (
+        "pg_activity", ["8@%rsi", "4@MyDatabaseId(%rip)"])
+    assert activity.globals == (("MyDatabaseId", symbols["MyDatabaseId"].address),)
 
 
 @pytest.mark.parametrize(
