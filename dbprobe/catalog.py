@@ -36,7 +36,7 @@ class PostgresCatalog:
         try:
             import psycopg
         except ImportError:
-            raise RuntimeError("psycopg is not installed (pip install 'dbprobe[dsn]')") from None
+            raise RuntimeError("psycopg is not installed (pip install psycopg[binary])") from None
         self._connection = psycopg.connect(self._dsn, autocommit=True, connect_timeout=5)
         # Catalog lookups must never wait behind the locks being reported.
         self._connection.execute("set lock_timeout = '500ms'; set statement_timeout = '2s'")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from importlib import import_module
 from typing import Sequence
@@ -16,6 +17,7 @@ COMMANDS = {
     "slow": ("slow", "slow queries live, and a digest by fingerprint on exit"),
     "locks": ("locks", "lock waits with their blockers live, and a digest by lock target on exit"),
     "txn": ("txn", "transactions with their statements live, and a digest on exit"),
+    "demo": ("demo", "the whole product on a throwaway PostgreSQL with a workload, in one command"),
     "list": ("listing", "the database servers found, and how each report would trace them"),
     "doctor": ("doctor", "check what dbprobe needs from this machine, with the fix for what is missing"),
 }
@@ -37,9 +39,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(_signal, _frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # SIGTERM and SIGHUP unwind like Ctrl-C, so every cleanup runs; while tracing, the
+    # trace takes them over to stop cleanly with a digest.
+    for number in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, _interrupt)
     try:
         return args.run(args)
     except DbprobeError as error:

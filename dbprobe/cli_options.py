@@ -20,9 +20,9 @@ def add_target_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_output_options(parser: argparse.ArgumentParser, *, digest: str) -> None:
-    parser.add_argument("--duration", type=_seconds, metavar="S",
+    parser.add_argument("--duration", type=seconds, metavar="S",
                         help="stop after this long (30, 30s, 5m); default: until Ctrl-C")
-    parser.add_argument("--interval", type=_seconds, metavar="S",
+    parser.add_argument("--interval", type=seconds, metavar="S",
                         help=f"print {digest} every S seconds, for that interval")
     parser.add_argument("--json", action="store_true",
                         help="one JSON object per line on stdout; messages go to stderr")
@@ -56,7 +56,7 @@ def parse_threshold_ns(text: str) -> int:
         raise DbprobeError(f"--threshold: {error}") from None
 
 
-def _seconds(text: str) -> float:
+def seconds(text: str) -> float:
     try:
         seconds = parse_duration_ns(text, default_unit="s") / 1e9
     except ValueError as error:

@@ -211,6 +211,10 @@ class ThrowawayServer:
         if self._workdir is not None and not self.keep:
             shutil.rmtree(self._workdir, ignore_errors=True)
 
+    def leave_running(self) -> None:
+        """Keep the server and its directory after this process exits (``demo --keep``)."""
+        _running_servers.discard(self)
+
     def restart(self, settings: Mapping[str, str] | None = None) -> None:
         """Restart on the same data directory, with ``settings`` added to the current ones."""
         if not self.running:
@@ -429,7 +433,7 @@ class ThrowawayPostgres(ThrowawayServer):
         try:
             import psycopg
         except ImportError:
-            raise DbprobeError("psycopg is not installed: pip install 'dbprobe[dsn]'") from None
+            raise DbprobeError("psycopg is not installed: pip install psycopg[binary]") from None
         return psycopg.connect(
             host=str(self.socket_dir),
             port=self.port,

@@ -24,7 +24,8 @@ class Report(Protocol):
 
 
 def trace_reports(reports: Sequence[Report], request: TraceRequest, *, duration_s: float | None,
-                  interval_s: float | None, on_tick: Callable[[float], None] | None = None) -> None:
+                  interval_s: float | None, on_attached: Callable[[], None] | None = None,
+                  on_tick: Callable[[float], None] | None = None) -> None:
     """Attach, report live until stopped, print each report's digest; detach on every path."""
     with stop_on_signals() as stop, Trace(request) as trace:
         for report in reports:
@@ -35,6 +36,8 @@ def trace_reports(reports: Sequence[Report], request: TraceRequest, *, duration_
             status(line)
         for report in reports:
             report.start()
+        if on_attached is not None:
+            on_attached()
 
         def tick() -> None:
             now = time.time()

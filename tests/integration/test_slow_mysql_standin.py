@@ -29,7 +29,6 @@ DISPATCH_LAYOUTS = {
 @pytest.fixture(scope="module")
 def standins(tmp_path_factory):
     directory = tmp_path_factory.mktemp("mysql-standins")
-    directory.chmod(0o755)
     return {name: build_standin(directory, flavour) for name, flavour in DISPATCH_LAYOUTS.items()}
 
 

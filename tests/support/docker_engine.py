@@ -20,7 +20,7 @@ from pathlib import Path
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 INFO_TIMEOUT_S = 15.0
-LOG_TAIL_LINES = 15
+LOG_TAIL_LINES = 30
 
 
 class EngineUnavailable(Exception):
@@ -92,8 +92,8 @@ class DockerEngine:
         completed = subprocess.run([self.docker, *args], env=self.environment, capture_output=True,
                                    text=True, timeout=timeout)
         if check and completed.returncode != 0:
-            raise AssertionError(f"docker {' '.join(args)} failed ({completed.returncode}):\n"
-                                 f"{completed.stdout}{completed.stderr}")
+            output = "\n".join((completed.stdout + completed.stderr).splitlines()[-LOG_TAIL_LINES:])
+            raise AssertionError(f"docker {' '.join(args[:2])} failed ({completed.returncode}):\n{output}")
         return completed
 
     def lines(self, *args: str) -> list[str]:
@@ -109,15 +109,16 @@ class DockerEngine:
         """Remove an image and every image built on it (tagged or not: the layers of
         builds, finished or failed), children first."""
         parents = {}
-        for line in self.lines("image", "inspect", "--format", "{{.Id}} {{.Parent}}",
-                               *self.lines("images", "--all", "--quiet", "--no-trunc")):
+        every_image = self.lines("images", "--all", "--quiet", "--no-trunc")
+        if not every_image:
+            return
+        for line in self.lines("image", "inspect", "--format", "{{.Id}} {{.Parent}}", *set(every_image)):
             child, _, parent = line.partition(" ")
             parents[child] = parent.strip()
         doomed = [image for image in parents if self._descends_from(image, image_id, parents)]
         doomed.sort(key=lambda image: self._depth(image, parents), reverse=True)
         for image in doomed:
             self.run("rmi", "--force", "--no-prune", image, check=False)
-        self.run("image", "prune", "--force", check=False)
 
     @staticmethod
     def _descends_from(image: str, ancestor: str, parents: dict[str, str]) -> bool:
