@@ -49,7 +49,7 @@ class Attachment:
         self._attach_uprobe = _declare_attach_uprobe(self._lib)
         with _captured_stderr() as diagnostics:
             try:
-                self.bpf = bcc.BPF(text=source, cflags=list(cflags))
+                self.bpf = bcc.BPF(text=source.encode(), cflags=list(cflags))
             except Exception as error:
                 raise DbprobeError(_compile_failure(error, diagnostics())) from None
         self._events: list[tuple[bytes, int]] = []  # (event name, perf event fd)

@@ -23,14 +23,22 @@ COMMANDS = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes as one line, like every other dbprobe error, with where to look."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, f"dbprobe: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="dbprobe",
         description="eBPF profiler for PostgreSQL and MySQL/MariaDB: attaches to running "
                     "servers, no restart, no extension.",
     )
     parser.add_argument("--version", action="version", version=f"dbprobe {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                     parser_class=_Parser)
     for name, (module_name, summary) in COMMANDS.items():
         module = import_module(f"dbprobe.commands.{module_name}")
         command = commands.add_parser(name, help=summary, description=summary)

@@ -198,10 +198,11 @@ def check_bcc() -> Check:
 
 
 def kernel_header_candidates(release: str | None = None) -> list[Path]:
-    """Where BCC looks for the running kernel's headers, in its order."""
+    """Where BCC looks for the running kernel's headers: BCC_KERNEL_SOURCE alone when set."""
     override = os.environ.get("BCC_KERNEL_SOURCE")
-    release = release or platform.release()
-    return ([Path(override)] if override else []) + [Path("/lib/modules") / release / "build"]
+    if override:
+        return [Path(override)]
+    return [Path("/lib/modules") / (release or platform.release()) / "build"]
 
 
 def kernel_headers_dir(candidates: Sequence[Path] | None = None) -> Path | None:

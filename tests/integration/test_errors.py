@@ -1,0 +1,138 @@
+"""Bad input: one clear line and exit status 2, never a traceback, never a probe left behind."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from dbprobe.attach import Attachment
+from dbprobe.bpfgen import group_sites
+from dbprobe.elf import ElfBinary
+from dbprobe.errors import DbprobeError
+from dbprobe.plan import plan_family
+from dbprobe.program import Parameters, build_program
+from dbprobe.recipes import load_recipe
+from tests.support.sdtbin import compile_c
+from tests.support.tracing import Finished, run_dbprobe, semaphore_value
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+def assert_one_line_error(finished: Finished, *fragments: str) -> None:
+    assert finished.returncode == 2, (finished.stdout, finished.stderr)
+    assert "Traceback" not in finished.stderr
+    lines = finished.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dbprobe: error: "), finished.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("command", ["slow", "locks", "txn"])
+def test_pid_that_does_not_exist(command, require_root_bpf):
+    assert_one_line_error(run_dbprobe(command, "-p", "4194304"), "no process with pid 4194304")
+
+
+def test_pid_that_is_not_a_database(require_root_bpf):
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        assert_one_line_error(run_dbprobe("slow", "-p", str(sleeper.pid)),
+                              f"pid {sleeper.pid}", "is not a PostgreSQL or MySQL/MariaDB server")
+    finally:
+        sleeper.kill()
+
+
+def test_locks_on_a_mariadb_pid_says_what_the_report_is_for(mariadb_server, require_root_bpf):
+    assert_one_line_error(run_dbprobe("locks", "-p", str(mariadb_server.pid)),
+                          "is a MariaDB server", "PostgreSQL")
+
+
+@pytest.mark.parametrize("threshold", ["fast", "-5ms", "5 parsecs"])
+def test_unparsable_threshold(threshold, require_root_bpf):
+    assert_one_line_error(run_dbprobe("slow", f"--threshold={threshold}"), "--threshold", threshold)
+
+
+def test_binary_that_does_not_exist(require_root_bpf):
+    assert_one_line_error(run_dbprobe("slow", "--binary", "/nonexistent/postgres"), "no such file")
+
+
+def test_binary_that_is_no_database(require_root_bpf):
+    assert_one_line_error(run_dbprobe("slow", "--binary", "/bin/true"),
+                          "not a PostgreSQL, MariaDB or MySQL server binary")
+
+
+def test_binary_without_probes_or_symbols(tmp_path, require_root_bpf):
+    source = tmp_path / "main.c"
+    source.write_text("int main(void) { return 0; }\n")
+    binary = compile_c([source], tmp_path / "postgres")
+    subprocess.run(["strip", str(binary)], check=True)
+    finished = run_dbprobe("slow", "--binary", str(binary))
+    assert_one_line_error(finished, f"cannot trace query in {binary}", "no USDT probes",
+                          "pgstat_report_activity not found")
+
+
+def test_no_server_running(require_root_bpf):
+    # In a pid namespace of its own, dbprobe sees no server at all.
+    finished = _run_in_new_pid_namespace("slow")
+    assert_one_line_error(finished, "no running PostgreSQL or MariaDB or MySQL server found",
+                          "--binary")
+
+
+def test_missing_kernel_headers(tmp_path, require_root_bpf):
+    finished = run_dbprobe_with_env({"BCC_KERNEL_SOURCE": str(tmp_path / "no-headers")}, "slow")
+    assert_one_line_error(finished, "kernel headers", "linux-headers")
+
+
+def test_missing_bcc(tmp_path, require_root_bpf):
+    shadow = tmp_path / "shadow" / "bcc"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('no bcc here')\n")
+    finished = run_dbprobe_with_env({"PYTHONPATH": str(shadow.parent)}, "slow")
+    assert_one_line_error(finished, "bcc", "python3-bpfcc")
+
+
+def test_not_root():
+    nobody = shutil.which("setpriv")
+    if nobody is None or os.geteuid() != 0:
+        pytest.skip("needs root to switch to an unprivileged user (CI runs as root)")
+    completed = subprocess.run(
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=-all",
+         sys.executable, "-m", "dbprobe", "slow"],
+        capture_output=True, text=True, cwd=REPOSITORY, timeout=60)
+    assert_one_line_error(Finished(completed.returncode, completed.stdout, completed.stderr),
+                          "privileges", "root")
+
+
+def test_a_failed_attach_leaves_nothing_attached(pg_server, require_root_bpf):
+    binary = ElfBinary(str(pg_server.bindir / "postgres"))
+    plan = plan_family(load_recipe("postgresql"), "query", binary, None)
+    broken = replace(plan.sites[-1], file_offset=os.path.getsize(binary.path) + 0x10000,
+                     handler="pg_error", args=(), label="beyond the end of the file")
+    (query_start,) = binary.usdt_probe_sites("postgresql", "query__start")
+    program = build_program([replace(plan, sites=plan.sites + (broken,))], Parameters())
+    attachment = Attachment(program.source, program.cflags)
+    try:
+        with pytest.raises(DbprobeError, match="cannot attach to beyond the end of the file"):
+            attachment.attach(group_sites(plan.sites + (broken,)))
+        assert attachment.attached == 0
+        assert semaphore_value(pg_server.pid, binary.path, query_start.semaphore) == 0
+    finally:
+        attachment.close()
+
+
+def run_dbprobe_with_env(env: dict[str, str], *args: str) -> Finished:
+    completed = subprocess.run([sys.executable, "-m", "dbprobe", *args], capture_output=True,
+                               text=True, timeout=60, cwd=REPOSITORY, env={**os.environ, **env})
+    return Finished(completed.returncode, completed.stdout, completed.stderr)
+
+
+def _run_in_new_pid_namespace(*args: str) -> Finished:
+    completed = subprocess.run(
+        ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-m", "dbprobe", *args],
+        capture_output=True, text=True, timeout=60, cwd=REPOSITORY)
+    return Finished(completed.returncode, completed.stdout, completed.stderr)
