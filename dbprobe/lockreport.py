@@ -37,8 +37,14 @@ def _text(statement: Statement | None, show_literals: bool) -> str:
     return statement.fingerprint.text
 
 
-def _blocker_line(blocker: Blocker, show_literals: bool) -> str:
-    state = blocker.state if blocker.state_ms is None else f"{blocker.state} for {blocker.state_ms / 1000:.1f} s"
+def _state_seconds(blocker: Blocker, at: float) -> float | None:
+    """How long the blocker had been in its state at wall-clock time `at`."""
+    return None if blocker.state_since is None else max(at - blocker.state_since, 0.0)
+
+
+def _blocker_line(blocker: Blocker, show_literals: bool, at: float) -> str:
+    seconds = _state_seconds(blocker, at)
+    state = blocker.state if seconds is None else f"{blocker.state} for {seconds:.1f} s"
     holds = f", holds {'+'.join(blocker.modes)}" if blocker.modes else ""
     session = " (session lock)" if blocker.session else ""
     via = " [pg_blocking_pids]" if blocker.source == "pg_blocking_pids" else ""
@@ -47,21 +53,27 @@ def _blocker_line(blocker: Blocker, show_literals: bool) -> str:
 
 def wait_lines(wait: LockWait, *, show_literals: bool, width: int | None, waited_ms: float | None = None) -> list[str]:
     """A wait as a few lines: what, how long, the waiter's statement, each blocker."""
+    at = _moment(wait, waited_ms)
     if wait.end is None:
-        when, how = _clock(wait.start + (waited_ms or 0) / 1000), f"WAITING {waited_ms or 0:.0f} ms so far"
+        when, how = _clock(at), f"WAITING {waited_ms or 0:.0f} ms so far"
     else:
-        when, how = _clock(wait.end), f"waited {wait.wait_ms:.1f} ms"
+        when, how = _clock(at), f"waited {wait.wait_ms:.1f} ms"
         if wait.outcome != "granted":
             how += f" ({wait.outcome})"
     head = (f"{when} pid {wait.pid} {wait.database or '-'}: {how} for {wait.mode} on "
             f"{wait.target_name}")
     lines = [head, f"    waiter:  {_text(wait.statement, show_literals)}"]
     if wait.blockers:
-        lines += [_blocker_line(blocker, show_literals) for blocker in wait.blockers]
+        lines += [_blocker_line(blocker, show_literals, at) for blocker in wait.blockers]
     else:
         lines.append("    blocker: not seen (it took the lock before dbprobe attached, or holds a "
                      "virtual transaction id; --dsn asks the server)")
     return [_fit(line, width) for line in lines]
+
+
+def _moment(wait: LockWait, waited_ms: float | None) -> float:
+    """When the line is about: the wait's end, or how far into it we are."""
+    return wait.end if wait.end is not None else wait.start + (waited_ms or 0) / 1000
 
 
 def wait_json(wait: LockWait, *, show_literals: bool, waited_ms: float | None = None) -> str:
@@ -70,9 +82,10 @@ def wait_json(wait: LockWait, *, show_literals: bool, waited_ms: float | None = 
 
 def wait_record(wait: LockWait, *, show_literals: bool, waited_ms: float | None = None) -> dict:
     target = wait.target
+    at = _moment(wait, waited_ms)
     record = {
         "event": "lock_wait" if wait.end is not None else "lock_waiting",
-        "ts": iso_time(wait.end if wait.end is not None else wait.start + (waited_ms or 0) / 1000),
+        "ts": iso_time(at),
         "start": iso_time(wait.start),
         "pid": wait.pid,
         "tid": wait.tid,
@@ -91,13 +104,17 @@ def wait_record(wait: LockWait, *, show_literals: bool, waited_ms: float | None 
         "blockers": [
             {"pid": b.pid, "query": _text(b.statement, show_literals) if b.statement else None,
              "fingerprint": b.statement.fingerprint.id if b.statement else None,
-             "state": b.state, "state_ms": round(b.state_ms, 3) if b.state_ms is not None else None,
+             "state": b.state, "state_ms": _rounded_ms(_state_seconds(b, at)),
              "modes": list(b.modes), "session": b.session, "source": b.source}
             for b in wait.blockers
         ],
         "source": wait.mechanism,
     }
     return record
+
+
+def _rounded_ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)
 
 
 def deadlock_lines(deadlock: Deadlock, *, show_literals: bool, width: int | None) -> list[str]:

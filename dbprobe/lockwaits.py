@@ -45,15 +45,13 @@ class Catalog(Protocol):
 class LockWaitTracker:
     def __init__(self, sources: Mapping[int, Source], versions: Mapping[int, str | None],
                  backends: BackendDirectory, last_statement: Callable[[int], LastStatement | None],
-                 catalog: Catalog | None = None, clock: Clock | None = None,
-                 monotonic_ns: Callable[[], int] = time.monotonic_ns):
+                 catalog: Catalog | None = None, clock: Clock | None = None):
         self._sources = sources
         self._versions = versions
         self._backends = backends
         self._last_statement = last_statement
         self._catalog = catalog
         self._clock = clock or Clock()
-        self._now_ns = monotonic_ns
         self.pairer: SpanPairer[LockWait] = SpanPairer()
         self._recent_failures: dict[int, tuple[int, LockWait]] = {}  # tid -> (end ns, wait)
 
@@ -166,10 +164,9 @@ class LockWaitTracker:
             state, since_ns = ("idle" if session else "idle in transaction"), last.end_ns
         else:
             state, since_ns = "running", last.start_ns
-        state_ms = (self._now_ns() - since_ns) / 1e6 if since_ns else None
         return Blocker(pid=pid, modes=modes, session=session,
-                       statement=_statement(last.text) if last else None,
-                       state=state, state_ms=state_ms, source=source)
+                       statement=_statement(last.text) if last else None, state=state,
+                       state_since=self._clock.wall(since_ns) if since_ns else None, source=source)
 
 
 def _statement(text: str) -> Statement | None:

@@ -57,7 +57,7 @@ class Blocker:
     session: bool  # held across transactions (advisory locks)
     statement: Statement | None  # its current or last statement
     state: str  # "running", "idle in transaction", "waiting", "unknown"
-    state_ms: float | None  # for how long it has been so
+    state_since: float | None  # wall clock: since when it has been so
     source: str  # "dbprobe" (its own tracking) or "pg_blocking_pids" (--dsn)
 
 

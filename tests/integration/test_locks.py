@@ -71,6 +71,8 @@ def test_row_lock_wait_names_the_idle_in_transaction_blocker(cluster, table):
     (blocker_seen,) = wait["blockers"]
     assert blocker_seen["pid"] == blocker_pid
     assert blocker_seen["state"] == "idle in transaction"
+    # Idle since its update, just before the waiter queued, until the wait ended.
+    assert HOLD_S * 1000 - 100 <= blocker_seen["state_ms"] < HOLD_S * 1000 + TOLERANCE_MS
     assert blocker_seen["query"] == f"update {table} set balance = balance - ? where id = ?"
     assert "ExclusiveLock" in blocker_seen["modes"]
     assert wait["source"] == mechanism
