@@ -21,6 +21,9 @@ from dbprobe.model import Query, Source, Statement, Transaction
 
 T = TypeVar("T")
 
+# Servers whose "..." is a string literal (MySQL and MariaDB without ANSI_QUOTES).
+MYSQL_DIALECT = frozenset({"mariadb", "mysql"})
+
 
 class Clock:
     """Kernel CLOCK_MONOTONIC nanoseconds to wall-clock seconds."""
@@ -57,7 +60,7 @@ class Correlator:
             database=self._databases.resolve(source.binary, raw.database_oid,
                                              backend.info.database if backend.info else None),
             text=text,
-            fingerprint=fingerprint(text),
+            fingerprint=fingerprint(text, double_quoted_strings=source.db in MYSQL_DIALECT),
             protocol=raw.protocol,
             mechanism=source.mechanism,
             error=bool(raw.flags & QF_ERROR),

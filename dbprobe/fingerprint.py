@@ -36,21 +36,25 @@ class Fingerprint:
     text: str
 
 
-def fingerprint(sql: str) -> Fingerprint:
-    """The fingerprint of one query text, which may be truncated."""
+def fingerprint(sql: str, *, double_quoted_strings: bool = False) -> Fingerprint:
+    """The fingerprint of one query text, which may be truncated.
+
+    ``double_quoted_strings``: "..." is a string literal, as in MySQL and MariaDB without
+    ANSI_QUOTES, rather than an identifier (PostgreSQL, the default).
+    """
     if len(sql) <= _CACHED_LENGTH:
-        return _cached_fingerprint(sql)
-    return _fingerprint(sql)
+        return _cached_fingerprint(sql, double_quoted_strings)
+    return _fingerprint(sql, double_quoted_strings)
 
 
-def normalize(sql: str) -> str:
+def normalize(sql: str, *, double_quoted_strings: bool = False) -> str:
     """The query text with literals replaced: ``fingerprint(sql).text``."""
-    return fingerprint(sql).text
+    return fingerprint(sql, double_quoted_strings=double_quoted_strings).text
 
 
-def _fingerprint(sql: str) -> Fingerprint:
+def _fingerprint(sql: str, double_quoted_strings: bool = False) -> Fingerprint:
     normaliser = _Normaliser()
-    for token in _lex(sql):
+    for token in _lex(sql, double_quoted_strings):
         normaliser.add(token)
     tokens = normaliser.tokens()
     return Fingerprint(id=_digest(tokens), text=_render(tokens))
@@ -119,7 +123,7 @@ _LEXER = re.compile(
 _COMMENT_DELIMITER = re.compile(r"/\*|\*/")
 
 
-def _lex(sql: str) -> list[_Token]:
+def _lex(sql: str, double_quoted_strings: bool = False) -> list[_Token]:
     """The tokens of ``sql``, literals already replaced, comments and whitespace dropped."""
     tokens: list[_Token] = []
     append = tokens.append
@@ -142,7 +146,10 @@ def _lex(sql: str) -> list[_Token]:
                 append(_NUMBER_TOKEN[spaced])
             elif kind == "quoted":
                 text = found.group(kind)
-                append(_Token(_QUOTED, text, text, spaced))
+                if double_quoted_strings and text.startswith('"'):
+                    append(_LITERAL_TOKEN[spaced])
+                else:
+                    append(_Token(_QUOTED, text, text, spaced))
             elif kind == "comment":
                 position = _block_comment_end(sql, found.end())
                 after_comment = True

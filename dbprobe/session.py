@@ -62,13 +62,13 @@ class Trace:
         self.backends = BackendDirectory()
         self.databases = DatabaseNames()
         self._handlers: dict[type, Callable[[Any], None]] = {}
-        self.started = time.time()
         self._attachment = Attachment(program.source, program.cflags)
         try:
             if parameters.filter_pids:
                 self._seed_traced_pids()
             self.probes_attached = self._attachment.attach(program.hooks)
             self.collector = Collector(self._attachment.bpf, self._deliver)
+            self.started = time.time()  # the reports' windows begin once probes are live
             self._learn_database_names()
         except BaseException:
             self._attachment.close()

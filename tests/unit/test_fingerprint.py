@@ -316,3 +316,12 @@ def test_pathological_input_completes(sql: str, expected: str) -> None:
         capture_output=True, text=True, check=True, timeout=60,
     )  # fmt: skip
     assert json.loads(child.stdout) == expected
+
+
+def test_double_quoted_strings_of_mysql_are_literals() -> None:
+    mysql = fingerprint('SELECT * FROM users WHERE password = "hunter2"', double_quoted_strings=True)
+    assert mysql.text == "SELECT * FROM users WHERE password = ?"
+    postgres = fingerprint('SELECT "password" FROM users')
+    assert postgres.text == 'SELECT "password" FROM users'
+    assert fingerprint('select "a"', double_quoted_strings=True).id == fingerprint(
+        "select 'b'", double_quoted_strings=True).id
