@@ -16,7 +16,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from dbprobe.errors import DbprobeError
 
@@ -339,11 +339,9 @@ MACHINE_CHECKS: tuple[Callable[[], Check], ...] = (
 )
 
 
-def failures(checks: Iterable[Callable[[], Check]]) -> list[Check]:
-    return [check for check in (run() for run in checks) if check.status == FAIL]
-
-
 def require_tracing_ready() -> None:
     """Stop with the first missing prerequisite and its fix, before anything is attached."""
-    for check in failures(TRACING_CHECKS):
-        raise DbprobeError(f"{check.name}: {check.detail}; fix: {check.fix}")
+    for run in TRACING_CHECKS:
+        check = run()
+        if check.status == FAIL:
+            raise DbprobeError(f"{check.name}: {check.detail}; fix: {check.fix}")

@@ -42,7 +42,7 @@ def test_no_headers_anywhere_fails_with_the_generic_headers_link_fix(tmp_path: P
     assert check.status == FAIL
     assert check.detail == f"none for {RELEASE}: BCC compiles its programs against them"
     assert check.fix.startswith(f"apt-get install linux-headers-{RELEASE}; ")
-    assert f"ln -sfn \"$(ls -d /usr/src/linux-headers-*-" in check.fix
+    assert "ln -sfn \"$(ls -d /usr/src/linux-headers-*-" in check.fix
     assert check.fix.endswith(f"/lib/modules/{RELEASE}/source")
 
 
