@@ -18,6 +18,7 @@ class RunResult:
     mode: str
     protocol: str
     round: int
+    sequence: int  # the run's place in time among all runs
     clients: int
     seconds: float  # pgbench's wall time
     tps: float
@@ -50,8 +51,8 @@ class _Snapshot:
                    usage.ru_utime + usage.ru_stime)
 
 
-def measure(server: BenchServer, mode: Mode, workload: Workload, round_number: int,
-            workdir: Path) -> RunResult:
+def measure(server: BenchServer, mode: Mode, workload: Workload, workdir: Path, *,
+            round_number: int, sequence: int) -> RunResult:
     server.use_pg_stat_statements(mode.pg_stat_statements)
     attached = attach(mode, server, workload.protocol, workdir)
     try:
@@ -71,7 +72,8 @@ def measure(server: BenchServer, mode: Mode, workload: Workload, round_number: i
     bench_cpu = after.bench_cpu_s - before.bench_cpu_s
     other = ticks_to_seconds(machine.busy) - server_cpu - tracer_cpu - result.client_cpu_seconds - bench_cpu
     return RunResult(
-        mode=mode.key, protocol=workload.protocol, round=round_number, clients=workload.clients,
+        mode=mode.key, protocol=workload.protocol, round=round_number, sequence=sequence,
+        clients=workload.clients,
         seconds=result.wall_seconds, tps=result.tps, transactions=result.transactions,
         server_cpu_s=server_cpu, tracer_cpu_s=tracer_cpu, client_cpu_s=result.client_cpu_seconds,
         other_cpu_s=max(other, 0.0), steal_s=ticks_to_seconds(machine.steal),

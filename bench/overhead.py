@@ -5,8 +5,9 @@ other tracer on the host touches it) is loaded by select-only pgbench over the s
 the extended protocol while each configuration is attached in turn: nothing, dbprobe slow
 with a 100 ms threshold, dbprobe slow sending every statement to user space, dbprobe
 slow + locks + txn together, a bpftrace histogram on the same USDT probes, and
-pg_stat_statements. Rounds are interleaved (A B C ... A B C ...) so that machine noise
-spreads over every configuration; each figure is compared with the baseline of its round.
+pg_stat_statements. Runs are interleaved with baseline runs (A B A C A D ... A, several
+rounds) so that machine noise cancels: each run is compared with the baseline runs just
+before and just after it.
 
 Reported: TPS ratio against no tracing, CPU per transaction (server processes from /proc,
 BPF work in the backends included, plus the tracer processes), the events per second
@@ -51,7 +52,8 @@ DEFAULTS = {"rounds": 5, "seconds": 10, "protocols": "simple,extended", "startup
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="overhead.py", description="what tracing costs PostgreSQL, measured on pgbench")
-    parser.add_argument("--rounds", type=_positive, help=f"interleaved rounds (default {DEFAULTS['rounds']})")
+    parser.add_argument("--rounds", type=_positive,
+                        help=f"runs of each configuration, interleaved (default {DEFAULTS['rounds']})")
     parser.add_argument("--seconds", type=_positive,
                         help=f"length of each pgbench run (default {DEFAULTS['seconds']})")
     parser.add_argument("--scale", type=_positive, default=10, help="pgbench scale (default 10)")
@@ -110,7 +112,7 @@ def build_report(settings: Settings, found: Measurements, command: str) -> rende
     return render.Report(
         settings=settings, machine=describe_machine(found.postgres_version), command=command,
         summaries=summaries, loss=loss_points(found.loss_runs), startups=found.startups,
-        hits=found.hits, hit_costs=hit_costs(summaries, found.runs, found.hits),
+        hits=found.hits, hit_costs=hit_costs(summaries, found.hits),
         budgets=check_budgets(summaries, found.startups, MIN_TPS_RATIO, MAX_STARTUP_S),
         runs=found.runs,
     )

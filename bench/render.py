@@ -62,7 +62,7 @@ def sections(report: Report) -> list[Section]:
 
 
 def _overhead_section(report: Report, protocol: str) -> Section:
-    headers = ["configuration", "TPS", "TPS ratio [range]", "server us/txn",
+    headers = ["configuration", "TPS", "TPS ratio [range]", "CPU-bound ratio", "server us/txn",
                "tracer us/txn", "extra CPU us/txn", "counted/txn", "lost", "peak RSS MiB"]
     rows = []
     for summary in (s for s in report.summaries if s.protocol == protocol):
@@ -70,6 +70,7 @@ def _overhead_section(report: Report, protocol: str) -> Section:
             MODES[summary.mode].title,
             f"{summary.tps.median:,.0f}",
             _ratio(summary.tps_ratio),
+            "-" if summary.cpu_bound_ratio is None else f"{summary.cpu_bound_ratio.median:.3f}",
             f"{summary.server_us_per_txn.median:.1f}",
             f"{summary.tracer_us_per_txn.median:.1f}",
             _signed(summary.extra_us_per_txn),
@@ -78,8 +79,12 @@ def _overhead_section(report: Report, protocol: str) -> Section:
             "-" if summary.peak_rss_kib is None else f"{summary.peak_rss_kib / 1024:.0f}",
         ])
     workload = Workload(protocol, report.settings.clients, report.settings.seconds)
-    notes = [f"{workload.describe()}, {report.settings.rounds} interleaved rounds; medians of "
-             "the rounds, ratios and extra CPU against the baseline of the same round."]
+    notes = [f"{workload.describe()}; {report.settings.rounds} rounds of every configuration, "
+             "each run between two baseline runs. Medians over the runs; ratios and extra CPU "
+             "against the mean of the two neighbouring baseline runs.",
+             "CPU-bound ratio: the TPS ratio predicted from CPU per transaction (server, "
+             "tracer and pgbench) for a machine running nothing else; it does not depend on "
+             "how much CPU other work took during the run."]
     notes += [f"{MODES[summary.mode].title}: {check}" for summary in report.summaries
               if summary.protocol == protocol for check in summary.checks]
     inexact = [MODES[s.mode].title for s in report.summaries if s.protocol == protocol and not s.exact_cpu]
@@ -155,11 +160,12 @@ def _hits_section(report: Report) -> Section | None:
     notes = ["BPF program runs in the backends per transaction, counted with bpftrace on the "
              "sites dbprobe attaches (statement__status is in every family: with all three "
              "commands attached it runs three programs per hit).",
-             "us/hit: extra backend CPU per transaction over the baseline (median of the "
-             "rounds) divided by the hits; the reference attaches two probes."]
-    detail = [f"{probe.rsplit(':', 1)[-1]} {per_txn:.2f}" for probe, per_txn in report.hits[0].per_transaction.items()
-              if per_txn >= 0.005]
-    notes.append(f"per probe ({report.hits[0].protocol}): " + ", ".join(detail))
+             "us/hit: extra backend CPU per transaction over the neighbouring baselines "
+             "(median of the runs) divided by the hits; the reference attaches two probes."]
+    for hits in report.hits:
+        detail = [f"{probe.rsplit(':', 1)[-1]} {per_txn:.2f}"
+                  for probe, per_txn in hits.per_transaction.items() if per_txn >= 0.005]
+        notes.append(f"per probe ({hits.protocol}): " + ", ".join(detail))
     return Section("probe hits per transaction",
                    ["protocol", *(f"dbprobe {family}" for family in families), "reference",
                     "slow: us/hit", "reference: us/hit"], rows, notes)
@@ -268,8 +274,8 @@ def as_json(report: Report) -> str:
 def _headline(report: Report) -> str:
     settings = report.settings
     return (f"pgbench select-only, scale {settings.scale}, {settings.clients} clients, "
-            f"{settings.rounds} interleaved rounds of {settings.seconds} s per configuration "
-            f"and protocol ({', '.join(settings.protocols)})")
+            f"{settings.rounds} rounds of {settings.seconds} s runs per configuration and "
+            f"protocol ({', '.join(settings.protocols)}), each run between two baseline runs")
 
 
 def _machine_line(machine: Machine) -> str:

@@ -41,15 +41,21 @@ class Step:
 
 
 def interleaved_schedule(modes: Sequence[str], protocols: Sequence[str], rounds: int) -> list[Step]:
-    """Every round runs every mode once per protocol. The order of the modes turns by one
-    each round, so no configuration always follows the same one (or always runs first on
-    a freshly restarted server); both protocols run back to back under one mode, so
-    configurations that need a server restart restart it at most twice a round."""
-    steps = []
+    """A, then B A C A D A ... once per round, where A is the baseline (the first mode):
+    every configuration's run has a baseline run just before and just after it. The order
+    of the configurations turns by one each round, so none always follows the same one.
+    Both protocols run back to back under one mode, so a configuration that needs a server
+    restart (and the baseline after it) restarts the server twice a round."""
+    baseline, configurations = modes[0], list(modes[1:])
+    if not configurations:
+        return [Step(number, baseline, protocol) for number in range(1, rounds + 1)
+                for protocol in protocols]
+    steps = [Step(1, baseline, protocol) for protocol in protocols]
     for number in range(1, rounds + 1):
-        turn = (number - 1) % len(modes)
-        for mode in [*modes[turn:], *modes[:turn]]:
-            steps += [Step(number, mode, protocol) for protocol in protocols]
+        turn = (number - 1) % len(configurations)
+        for mode in configurations[turn:] + configurations[:turn]:
+            for step_mode in (mode, baseline):
+                steps += [Step(number, step_mode, protocol) for protocol in protocols]
     return steps
 
 
@@ -98,7 +104,8 @@ def _interleaved_rounds(server: BenchServer, settings: Settings, workdir: Path,
     steps = interleaved_schedule(settings.modes, settings.protocols, settings.rounds)
     for index, step in enumerate(steps, start=1):
         workload = Workload(step.protocol, settings.clients, settings.seconds)
-        run = measure(server, MODES[step.mode], workload, step.round, workdir)
+        run = measure(server, MODES[step.mode], workload, workdir, round_number=step.round,
+                      sequence=len(found.runs))
         found.runs.append(run)
         progress(f"[{index}/{len(steps)}] round {step.round} {step.mode:<9} {step.protocol:<8} "
                  f"{run.tps:>9,.0f} tps, server {run.server_cpu_s * 1e6 / run.transactions:6.1f}"
@@ -117,7 +124,8 @@ def _loss_search(server: BenchServer, settings: Settings, workdir: Path, found: 
             continue  # loss already at the usual client count
         for clients in clients_ladder(settings.clients, settings.max_clients):
             workload = Workload(protocol, clients, settings.seconds)
-            run = measure(server, MODES[LOSS_SEARCH_MODE], workload, 0, workdir)
+            run = measure(server, MODES[LOSS_SEARCH_MODE], workload, workdir, round_number=0,
+                          sequence=len(found.runs) + len(found.loss_runs))
             found.loss_runs.append(run)
             progress(f"loss search {protocol} -c {clients}: {run.events or 0:,} events, "
                      f"{run.lost_events or 0:,} lost")

@@ -1,19 +1,16 @@
-"""The statistics of interleaved benchmark rounds: medians, spreads, paired ratios.
+"""The statistics of interleaved benchmark runs: medians, spreads, paired figures.
 
-Runs are interleaved (A B A B ...) so that slow drifts of the machine hit every
-configuration alike; each configuration is then compared with the baseline *of the same
-round*, and the median of those per-round figures is reported with its range.
+Runs alternate between the baseline and the configurations (A B A C A D ... A), so every
+configuration's run has a baseline run just before and just after it. Each run is compared
+with the mean of those two neighbours, which cancels the machine's drifts that are slower
+than a couple of runs; the median of these per-run figures is reported with its range.
 """
 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
-
-Key = TypeVar("Key", bound=Hashable)
-
 
 @dataclass(frozen=True, slots=True)
 class Spread:
@@ -37,28 +34,29 @@ def spread(values: Iterable[float]) -> Spread:
                   count=len(figures))
 
 
-def paired_ratios(baseline: Mapping[Key, float], measured: Mapping[Key, float]) -> list[float]:
-    """measured / baseline for every round both have, in the baseline's order; rounds whose baseline
-    is zero have no ratio."""
-    return [measured[key] / baseline[key] for key in _common_keys(baseline, measured)
-            if baseline[key] != 0]
-
-
-def paired_differences(baseline: Mapping[Key, float], measured: Mapping[Key, float]) -> list[float]:
-    """measured - baseline for every round both have, in the baseline's order."""
-    return [measured[key] - baseline[key] for key in _common_keys(baseline, measured)]
-
-
-def median_of_ratios(baseline: Mapping[Key, float], measured: Mapping[Key, float]) -> Spread | None:
-    """The per-round ratios summarised; None when no round has both figures."""
-    ratios = paired_ratios(baseline, measured)
-    return spread(ratios) if ratios else None
+def bracketing_baselines(series: Sequence[tuple[bool, float]]) -> list[float | None]:
+    """For each entry of a time-ordered series of (is_baseline, value): the mean of the
+    nearest baseline value before it and the nearest after it (one of them at the ends);
+    None for the baseline entries themselves and when the series has no baseline."""
+    before: list[float | None] = []
+    last: float | None = None
+    for is_baseline, value in series:
+        before.append(last)
+        if is_baseline:
+            last = value
+    after: list[float | None] = [None] * len(series)
+    last = None
+    for index in range(len(series) - 1, -1, -1):
+        after[index] = last
+        if series[index][0]:
+            last = series[index][1]
+    references: list[float | None] = []
+    for (is_baseline, _), earlier, later in zip(series, before, after):
+        neighbours = [value for value in (earlier, later) if value is not None]
+        references.append(None if is_baseline or not neighbours else statistics.fmean(neighbours))
+    return references
 
 
 def per_unit_us(cpu_seconds: float, units: int) -> float | None:
     """Microseconds of CPU per transaction (or per event); None when there were none."""
     return cpu_seconds * 1e6 / units if units > 0 else None
-
-
-def _common_keys(first: Mapping[Key, float], second: Mapping[Key, float]) -> list[Key]:
-    return [key for key in first if key in second]

@@ -3,15 +3,65 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bench.measure import RunResult
 from bench.probehits import ProbeHits
 from bench.startup import StartupResult
-from bench.stats import Spread, median_of_ratios, paired_differences, per_unit_us, spread
+from bench.stats import Spread, bracketing_baselines, per_unit_us, spread
 
 BASELINE = "baseline"
+
+
+def server_us_per_txn(run: RunResult) -> float:
+    return run.server_cpu_s * 1e6 / run.transactions
+
+
+def traced_us_per_txn(run: RunResult) -> float:
+    """What the database and its tracer spend per transaction."""
+    return (run.server_cpu_s + run.tracer_cpu_s) * 1e6 / run.transactions
+
+
+def all_us_per_txn(run: RunResult) -> float:
+    """Everything the benchmark's processes spend per transaction, pgbench included."""
+    return (run.server_cpu_s + run.tracer_cpu_s + run.client_cpu_s) * 1e6 / run.transactions
+
+
+@dataclass(frozen=True, slots=True)
+class PairedRun:
+    """A configuration's run next to the baseline runs just before and after it."""
+
+    run: RunResult
+    tps_ratio: float
+    extra_us_per_txn: float  # server + tracer CPU per transaction, over the baseline's
+    extra_server_us_per_txn: float
+    # The TPS ratio the CPU figures predict for a machine that runs nothing else:
+    # baseline CPU per transaction / this run's (pgbench's own CPU included both times).
+    cpu_bound_ratio: float
+
+
+def pair_with_baselines(runs: Sequence[RunResult], protocol: str) -> list[PairedRun]:
+    """Every non-baseline run of ``protocol`` paired with its neighbouring baselines."""
+    timeline = sorted((run for run in runs if run.protocol == protocol), key=lambda run: run.sequence)
+
+    def references(figure: Callable[[RunResult], float]) -> list[float | None]:
+        return bracketing_baselines([(run.mode == BASELINE, figure(run)) for run in timeline])
+
+    tps, traced, server, everything = (references(figure) for figure in (
+        lambda run: run.tps, traced_us_per_txn, server_us_per_txn, all_us_per_txn))
+    paired = []
+    for index, run in enumerate(timeline):
+        if tps[index] is None:
+            continue
+        paired.append(PairedRun(
+            run=run,
+            tps_ratio=run.tps / tps[index],
+            extra_us_per_txn=traced_us_per_txn(run) - traced[index],
+            extra_server_us_per_txn=server_us_per_txn(run) - server[index],
+            cpu_bound_ratio=everything[index] / all_us_per_txn(run),
+        ))
+    return paired
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,10 +70,12 @@ class ModeSummary:
     protocol: str
     runs: int
     tps: Spread
-    tps_ratio: Spread | None  # against the baseline of the same round; None for the baseline
+    tps_ratio: Spread | None  # against the neighbouring baselines; None for the baseline
+    cpu_bound_ratio: Spread | None
     server_us_per_txn: Spread
     tracer_us_per_txn: Spread
     extra_us_per_txn: Spread | None  # (server + tracer) CPU per transaction minus the baseline's
+    extra_server_us_per_txn: Spread | None
     counted_per_txn: float | None  # statements the configuration counted, per transaction
     events_per_s: float | None  # statements delivered to user space per second
     tracer_us_per_event: Spread | None
@@ -36,51 +88,44 @@ class ModeSummary:
     checks: tuple[str, ...]
 
 
-def cpu_us_per_txn(run: RunResult) -> float:
-    return (run.server_cpu_s + run.tracer_cpu_s) * 1e6 / run.transactions
-
-
 def summarise(results: Sequence[RunResult], modes: Sequence[str],
               protocols: Sequence[str]) -> list[ModeSummary]:
     summaries = []
     for protocol in protocols:
-        baseline = [run for run in results if run.mode == BASELINE and run.protocol == protocol]
+        paired = pair_with_baselines(results, protocol)
         for mode in modes:
             runs = [run for run in results if run.mode == mode and run.protocol == protocol]
             if runs:
-                summaries.append(_summarise_mode(runs, baseline))
+                summaries.append(_summarise_mode(runs, [p for p in paired if p.run.mode == mode]))
     return summaries
 
 
-def _summarise_mode(runs: list[RunResult], baseline: list[RunResult]) -> ModeSummary:
-    first = runs[0]
-    by_round = {run.round: run for run in runs}
-    base_by_round = {run.round: run for run in baseline}
-    is_baseline = first.mode == BASELINE
-    extra = paired_differences({key: cpu_us_per_txn(run) for key, run in base_by_round.items()},
-                               {key: cpu_us_per_txn(run) for key, run in by_round.items()})
+def _spread_or_none(values: list[float]) -> Spread | None:
+    return spread(values) if values else None
+
+
+def _summarise_mode(runs: list[RunResult], paired: list[PairedRun]) -> ModeSummary:
     counted = [run.statements / run.transactions for run in runs if run.statements is not None]
     events = [run.events / run.seconds for run in runs if run.events is not None]
     per_event = [us for run in runs if run.events
                  if (us := per_unit_us(run.tracer_cpu_s, run.events)) is not None]
     lost = [run.lost_events for run in runs if run.lost_events is not None]
     peaks = [run.peak_rss_kib for run in runs if run.peak_rss_kib is not None]
-    attach = [run.attach_s for run in runs if run.attach_s is not None]
     return ModeSummary(
-        mode=first.mode, protocol=first.protocol, runs=len(runs),
+        mode=runs[0].mode, protocol=runs[0].protocol, runs=len(runs),
         tps=spread(run.tps for run in runs),
-        tps_ratio=None if is_baseline else median_of_ratios(
-            {key: run.tps for key, run in base_by_round.items()},
-            {key: run.tps for key, run in by_round.items()}),
-        server_us_per_txn=spread(run.server_cpu_s * 1e6 / run.transactions for run in runs),
+        tps_ratio=_spread_or_none([p.tps_ratio for p in paired]),
+        cpu_bound_ratio=_spread_or_none([p.cpu_bound_ratio for p in paired]),
+        server_us_per_txn=spread(server_us_per_txn(run) for run in runs),
         tracer_us_per_txn=spread(run.tracer_cpu_s * 1e6 / run.transactions for run in runs),
-        extra_us_per_txn=None if is_baseline or not extra else spread(extra),
+        extra_us_per_txn=_spread_or_none([p.extra_us_per_txn for p in paired]),
+        extra_server_us_per_txn=_spread_or_none([p.extra_server_us_per_txn for p in paired]),
         counted_per_txn=statistics.median(counted) if counted else None,
         events_per_s=statistics.median(events) if events else None,
-        tracer_us_per_event=spread(per_event) if per_event else None,
+        tracer_us_per_event=_spread_or_none(per_event),
         lost_events=sum(lost) if lost else None,
         peak_rss_kib=max(peaks) if peaks else None,
-        attach_s=spread(attach) if attach else None,
+        attach_s=_spread_or_none([run.attach_s for run in runs if run.attach_s is not None]),
         other_load_cores=statistics.median(run.other_cpu_s / run.seconds for run in runs),
         steal_cores=statistics.median(run.steal_s / run.seconds for run in runs),
         exact_cpu=all(run.quiet for run in runs),
@@ -105,7 +150,7 @@ def loss_points(runs: Sequence[RunResult]) -> list[LossPoint]:
 
 @dataclass(frozen=True, slots=True)
 class HitCost:
-    """The extra server CPU of a configuration spread over the probe hits it causes."""
+    """The extra backend CPU of a configuration spread over the probe hits it causes."""
 
     protocol: str
     mode: str
@@ -114,28 +159,20 @@ class HitCost:
     us_per_hit: float | None
 
 
-def hit_costs(summaries: Sequence[ModeSummary], results: Sequence[RunResult],
-              hits: Sequence[ProbeHits]) -> list[HitCost]:
+def hit_costs(summaries: Sequence[ModeSummary], hits: Sequence[ProbeHits]) -> list[HitCost]:
     """For dbprobe slow (the query family's probes) and the bpftrace reference (two probes
     per statement): extra backend CPU per transaction over the baseline, per probe hit."""
+    found = {(summary.mode, summary.protocol): summary for summary in summaries}
     costs = []
     for probe_hits in hits:
-        per_mode = {"slow": probe_hits.family_hits("query"), "bpftrace": 2.0}
-        for mode, hits_per_txn in per_mode.items():
-            extra = _extra_server_us(results, mode, probe_hits.protocol)
-            if extra is None:
+        for mode, hits_per_txn in (("slow", probe_hits.family_hits("query")), ("bpftrace", 2.0)):
+            summary = found.get((mode, probe_hits.protocol))
+            if summary is None or summary.extra_server_us_per_txn is None:
                 continue
+            extra = summary.extra_server_us_per_txn.median
             costs.append(HitCost(probe_hits.protocol, mode, hits_per_txn, extra,
                                  extra / hits_per_txn if hits_per_txn else None))
     return costs
-
-
-def _extra_server_us(results: Sequence[RunResult], mode: str, protocol: str) -> float | None:
-    def per_round(name: str) -> dict[int, float]:
-        return {run.round: run.server_cpu_s * 1e6 / run.transactions for run in results
-                if run.mode == name and run.protocol == protocol}
-    differences = paired_differences(per_round(BASELINE), per_round(mode))
-    return statistics.median(differences) if differences else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,45 +186,48 @@ class BudgetCheck:
 def check_budgets(summaries: Sequence[ModeSummary], startups: Sequence[StartupResult],
                   min_ratio: float, max_startup_s: float) -> list[BudgetCheck]:
     found = {(summary.mode, summary.protocol): summary for summary in summaries}
-    checks = [_ratio_check(found.get(("slow", "simple")), min_ratio)]
+    slow = found.get(("slow", "simple"))
+    checks = [_ratio_check("dbprobe slow 100ms, pgbench -S: TPS ratio", slow and slow.tps_ratio,
+                           min_ratio),
+              _ratio_check("dbprobe slow 100ms, pgbench -S: CPU-bound ratio", slow and slow.cpu_bound_ratio,
+                           min_ratio)]
     for protocol in ("simple", "extended"):
-        slow, reference = found.get(("slow", protocol)), found.get(("bpftrace", protocol))
-        if slow is not None and reference is not None:
-            checks.append(_versus_reference(slow, reference))
+        mine, reference = found.get(("slow", protocol)), found.get(("bpftrace", protocol))
+        if mine is not None and reference is not None:
+            checks.append(_versus_reference(mine, reference))
     checks.append(_no_loss_check(found.get(("slow-all", "simple"))))
     checks.append(_startup_check(startups, max_startup_s))
     return checks
 
 
-def _ratio_check(slow: ModeSummary | None, min_ratio: float) -> BudgetCheck:
-    name, target = "dbprobe slow 100ms, pgbench -S: TPS ratio", f">= {min_ratio:.2f}"
-    if slow is None or slow.tps_ratio is None:
+def _ratio_check(name: str, ratio: Spread | None, min_ratio: float) -> BudgetCheck:
+    target = f">= {min_ratio:.2f}"
+    if ratio is None:
         return BudgetCheck(name, target, "not measured", None)
-    ratio = slow.tps_ratio
     met = ratio.median >= min_ratio
     shortfall = "" if met else f"; short by {min_ratio - ratio.median:.3f}"
-    return BudgetCheck(name, target, f"{ratio.median:.3f} [{ratio.low:.3f}-{ratio.high:.3f}]"
-                       f"{shortfall}", met)
+    return BudgetCheck(name, target, f"{_range(ratio)}{shortfall}", met)
 
 
-def _versus_reference(slow: ModeSummary, reference: ModeSummary) -> BudgetCheck:
-    name = f"dbprobe slow 100ms vs bpftrace reference ({slow.protocol})"
-    if slow.tps_ratio is None or reference.tps_ratio is None:
-        return BudgetCheck(name, "ratio >= reference's", "not measured", None)
-    mine, theirs = slow.tps_ratio.median, reference.tps_ratio.median
+def _versus_reference(mine: ModeSummary, reference: ModeSummary) -> BudgetCheck:
+    name = f"dbprobe slow 100ms vs bpftrace reference ({mine.protocol})"
+    target = "TPS ratio >= the reference's"
+    if mine.tps_ratio is None or reference.tps_ratio is None:
+        return BudgetCheck(name, target, "not measured", None)
     cpu = ""
-    if slow.extra_us_per_txn is not None and reference.extra_us_per_txn is not None:
-        cpu = (f"; extra CPU {slow.extra_us_per_txn.median:+.1f} vs "
+    if mine.extra_us_per_txn is not None and reference.extra_us_per_txn is not None:
+        cpu = (f"; extra CPU {mine.extra_us_per_txn.median:+.1f} vs "
                f"{reference.extra_us_per_txn.median:+.1f} us/txn")
-    return BudgetCheck(name, "TPS ratio >= the reference's",
-                       f"{mine:.3f} vs {theirs:.3f}{cpu}", mine >= theirs)
+    return BudgetCheck(name, target, f"{mine.tps_ratio.median:.3f} vs "
+                       f"{reference.tps_ratio.median:.3f}{cpu}",
+                       mine.tps_ratio.median >= reference.tps_ratio.median)
 
 
 def _no_loss_check(all_queries: ModeSummary | None) -> BudgetCheck:
     name = "dbprobe slow 0, pgbench -S -c 4: lost events"
     if all_queries is None or all_queries.lost_events is None:
         return BudgetCheck(name, "0", "not measured", None)
-    rate = f"{all_queries.events_per_s:,.0f} events/s" if all_queries.events_per_s else ""
+    rate = f"{all_queries.events_per_s:,.0f} events/s" if all_queries.events_per_s else "no events"
     per_event = (f", tracer {all_queries.tracer_us_per_event.median:.1f} us CPU/event"
                  if all_queries.tracer_us_per_event else "")
     return BudgetCheck(name, "0", f"{all_queries.lost_events:,} at {rate}{per_event}",
@@ -201,3 +241,7 @@ def _startup_check(startups: Sequence[StartupResult], max_startup_s: float) -> B
     first = spread(startup.to_first_event_s for startup in startups)
     return BudgetCheck(name, target, f"median {first.median:.2f} s, worst {first.high:.2f} s",
                        first.high <= max_startup_s)
+
+
+def _range(figures: Spread) -> str:
+    return f"{figures.median:.3f} [{figures.low:.3f}-{figures.high:.3f}]"

@@ -43,10 +43,11 @@ class OutputOptions:
         return cls(json=args.json, show_literals=args.show_literals, width=width)
 
     def emit(self, text: str) -> None:
-        """Write report text to stdout now, each line with the prefix."""
+        """Write report text to stdout, each line with the prefix. The trace's poll loop
+        flushes after each batch of records, not after every line."""
         if self.prefix:
             text = "\n".join(self.prefix + line for line in text.split("\n"))
-        print(text, flush=True)
+        sys.stdout.write(text + "\n")
 
 
 def parse_threshold_ns(text: str) -> int:

@@ -427,6 +427,7 @@ def _describe_server(
         if not _is_serving(leader.family, argv):
             return None
         binary_in_root = leader.exe or _argv0_path(argv) or leader.name
+        binary = _host_path_of_binary(leader, binary_in_root)
         db, version = _identify(leader)
         if leader.family == _POSTGRES:
             settings = _postgres_settings(argv)
@@ -440,7 +441,7 @@ def _describe_server(
     return ServerProcess(
         db=db,
         pid=pid,
-        binary=_host_path_of_binary(leader, binary_in_root),
+        binary=binary,
         binary_in_root=binary_in_root,
         version=version,
         processes=members,
@@ -477,6 +478,8 @@ def _shares_our_root(pid: int) -> bool:
         theirs = os.stat(f"/proc/{pid}/root")
     except PermissionError:
         return True  # cannot tell without root; the plain path is the best guess
+    except (FileNotFoundError, ProcessLookupError):
+        raise psutil.NoSuchProcess(pid) from None  # it exited since the scan
     ours = os.stat("/")
     return (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino)
 

@@ -7,6 +7,7 @@ query means, only how its bytes are laid out.
 from __future__ import annotations
 
 import ctypes
+import struct
 from dataclasses import dataclass
 
 TEXT_MAX = 2048  # DBP_TEXT_MAX
@@ -216,14 +217,19 @@ def decode_txn(record: bytes) -> RawTxn:
     )
 
 
+# QueryEventHead's layout as a struct format: the per-event decoder, faster than ctypes.
+_QUERY_HEAD = struct.Struct("<IIIHHQQBBHI")
+assert _QUERY_HEAD.size == ctypes.sizeof(QueryEventHead)
+
+
 def decode_query(record: bytes) -> RawQuery:
-    head = QueryEventHead.from_buffer_copy(record)
-    text = record[_QUERY_HEAD_SIZE:_QUERY_HEAD_SIZE + head.text_len]
-    protocol = PROTOCOLS[head.protocol] if head.protocol < len(PROTOCOLS) else "unknown"
+    (_kind, pid, tid, hook, _reserved, start_ns, end_ns, protocol, flags, text_len,
+     database) = _QUERY_HEAD.unpack_from(record)
     return RawQuery(
-        pid=head.hdr.pid, tid=head.hdr.tid, hook=head.hdr.hook,
-        start_ns=head.start_ns, end_ns=head.end_ns, protocol=protocol,
-        flags=head.flags, text=text, database_oid=head.database,
+        pid=pid, tid=tid, hook=hook, start_ns=start_ns, end_ns=end_ns,
+        protocol=PROTOCOLS[protocol] if protocol < len(PROTOCOLS) else "unknown",
+        flags=flags, text=record[_QUERY_HEAD.size:_QUERY_HEAD.size + text_len],
+        database_oid=database,
     )
 
 

@@ -42,9 +42,17 @@ def fingerprint(sql: str, *, double_quoted_strings: bool = False) -> Fingerprint
     ``double_quoted_strings``: "..." is a string literal, as in MySQL and MariaDB without
     ANSI_QUOTES, rather than an identifier (PostgreSQL, the default).
     """
-    if len(sql) <= _CACHED_LENGTH:
+    if len(sql) > _CACHED_LENGTH:
+        return _fingerprint(sql, double_quoted_strings)
+    if _SHAPE_UNSAFE.search(sql):
         return _cached_fingerprint(sql, double_quoted_strings)
-    return _fingerprint(sql, double_quoted_strings)
+    shape = (_SHAPE_LITERALS.sub("\0", sql), double_quoted_strings)
+    found = _by_shape.get(shape)
+    if found is None:
+        if len(_by_shape) >= _SHAPE_CACHE_SIZE:
+            _by_shape.clear()
+        found = _by_shape[shape] = _fingerprint(sql, double_quoted_strings)
+    return found
 
 
 def normalize(sql: str, *, double_quoted_strings: bool = False) -> str:
@@ -64,6 +72,17 @@ def _fingerprint(sql: str, double_quoted_strings: bool = False) -> Fingerprint:
 # ORMs); a bounded cache of short texts answers those without lexing them.
 _CACHED_LENGTH = 4096
 _cached_fingerprint = functools.lru_cache(maxsize=2048)(_fingerprint)
+
+# Texts with their literals inline (SELECT ... WHERE id = 42, then 43...) never repeat, but
+# their shape does: the text with its plain 'strings' and standalone digit runs blanked out.
+# Texts of one shape differ only inside tokens the lexer turns into ? , so they share one
+# fingerprint, found with one C-level substitution instead of a lexing pass. That holds
+# where a quote or a digit cannot be anything else: texts with quoted identifiers,
+# comments, escapes, doubled quotes, dollar quotes or $ inside identifiers take the full path.
+_SHAPE_UNSAFE = re.compile(r"""["`\\]|--|/\*|''|\$(?!\d)|[\w$]\$""")
+_SHAPE_LITERALS = re.compile(r"'[^']*'|\b\d+\b")
+_SHAPE_CACHE_SIZE = 8192
+_by_shape: dict[tuple[str, bool], Fingerprint] = {}
 
 
 # --- tokens -----------------------------------------------------------------------------

@@ -9,11 +9,16 @@ from typing import Sequence
 
 from tabulate import tabulate
 
+from dbprobe import mylocks
 from dbprobe.lockdigest import LockDigest, StatementStats
 from dbprobe.model import Blocker, Deadlock, LockWait, Statement
 from dbprobe.report import _fit, histogram_json, histogram_text, iso_time
 
 _LWLOCK_MODES = {0: "exclusive", 1: "shared", 2: "wait-until-free"}
+
+# How waits usually end: not worth a mention, nor a line of their own under the threshold.
+# "ended" is a MySQL wait whose server does not say whether the lock was granted.
+ORDINARY_OUTCOMES = ("granted", "ended")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,16 +63,18 @@ def wait_lines(wait: LockWait, *, show_literals: bool, width: int | None, waited
         when, how = _clock(at), f"WAITING {waited_ms or 0:.0f} ms so far"
     else:
         when, how = _clock(at), f"waited {wait.wait_ms:.1f} ms"
-        if wait.outcome != "granted":
+        if wait.outcome not in ORDINARY_OUTCOMES:
             how += f" ({wait.outcome})"
-    head = (f"{when} pid {wait.pid} {wait.database or '-'}: {how} for {wait.mode} on "
-            f"{wait.target_name}")
+    what = wait.target_name if wait.mode == mylocks.NO_MODE else f"{wait.mode} on {wait.target_name}"
+    head = f"{when} pid {wait.pid} {wait.database or '-'}: {how} for {what}"
     lines = [head, f"    waiter:  {_text(wait.statement, show_literals)}"]
     if wait.blockers:
         lines += [_blocker_line(blocker, show_literals, at) for blocker in wait.blockers]
-    else:
+    elif wait.db == "postgresql":
         lines.append("    blocker: not seen (it took the lock before dbprobe attached, or holds a "
                      "virtual transaction id; --dsn asks the server)")
+    else:
+        lines.append(f"    blocker: unknown ({mylocks.blocker_hint(wait.db, wait.target)})")
     return [_fit(line, width) for line in lines]
 
 
@@ -153,7 +160,7 @@ def digest_text(digest: LockDigest, lwlocks: Sequence[LWLockStats], *, started: 
                       *_statement_table(blocking, "Blocked", width), ""]
         lines += ["Wait time histogram:", histogram_text(digest.histogram, unit="us"), ""]
     else:
-        lines += ["No heavyweight lock wait ended.", ""]
+        lines += ["No lock wait ended.", ""]
     if lwlocks:
         rows = [[l.tranche, _LWLOCK_MODES.get(l.mode, str(l.mode)), l.waits, l.total_ns / 1e6, l.max_ns / 1e6]
                 for l in sorted(lwlocks, key=lambda l: -l.total_ns)[:top]]

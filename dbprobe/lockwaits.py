@@ -4,7 +4,8 @@ The kernel sends each wait's start (with the waiter's statement and the backends
 take that lock in their open transactions) and its end. This module pairs them per thread
 (the correlation engine's SpanPairer), decodes the lock, keeps the holders whose modes
 conflict with the request, names each blocker's current or last statement, and recognises
-deadlocks: the victim's wait closes with the cycle of waits it was part of.
+deadlocks: the victim's wait closes with the cycle of waits it was part of. MySQL and
+MariaDB report only the kind of lock a thread waits for (``mylocks``): no object, no holders.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Mapping, Protocol
 
+from dbprobe import mylocks
 from dbprobe.backends import BackendDirectory
 from dbprobe.correlate import Clock, Open, SpanPairer
 from dbprobe.events import (EV_DEADLOCK, EV_LOCK_WAIT_DONE, EV_LOCK_WAIT_START, LOCK_WAIT_FAILED,
@@ -20,6 +22,7 @@ from dbprobe.events import (EV_DEADLOCK, EV_LOCK_WAIT_DONE, EV_LOCK_WAIT_START, 
 from dbprobe.fingerprint import fingerprint
 from dbprobe.model import Blocker, Deadlock, LockWait, Source, Statement
 from dbprobe.pglocks import conflicts, decode_tag, mode_name, modes_in
+from dbprobe.procmem import read_c_string
 
 # A wait that ends with an error status (uprobe recipe) right before the deadlock report.
 DEADLOCK_REPORT_GRACE_S = 1.0
@@ -45,13 +48,15 @@ class Catalog(Protocol):
 class LockWaitTracker:
     def __init__(self, sources: Mapping[int, Source], versions: Mapping[int, str | None],
                  backends: BackendDirectory, last_statement: Callable[[int], LastStatement | None],
-                 catalog: Catalog | None = None, clock: Clock | None = None):
+                 catalog: Catalog | None = None, clock: Clock | None = None,
+                 read_string: Callable[[int, int], str | None] = read_c_string):
         self._sources = sources
         self._versions = versions
         self._backends = backends
         self._last_statement = last_statement
         self._catalog = catalog
         self._clock = clock or Clock()
+        self._read_string = read_string  # (pid, address): names MySQL's waits point to
         self.pairer: SpanPairer[LockWait] = SpanPairer()
         self._recent_failures: dict[int, tuple[int, LockWait]] = {}  # tid -> (end ns, wait)
 
@@ -74,6 +79,8 @@ class LockWaitTracker:
         span = self.pairer.done(raw.tid, raw.pid, raw.ts_ns, None)
         if span is None:
             return None
+        if not self._is_postgres(raw):
+            return replace(span.start, end=self._clock.wall(raw.ts_ns), outcome=mylocks.outcome(raw.flags))
         failed = bool(raw.flags & LOCK_WAIT_FAILED)  # uprobe recipe: ProcSleep's error status
         wait = replace(span.start, end=self._clock.wall(raw.ts_ns),
                        outcome="deadlock" if failed else "granted")
@@ -119,17 +126,25 @@ class LockWaitTracker:
             frontier.extend(b.pid for b in waiting[pid].blockers)
         return cycle
 
+    def _is_postgres(self, raw: RawLockEvent) -> bool:
+        return self._sources[raw.hook].db == "postgresql"
+
     def _wait_from(self, raw: RawLockEvent) -> LockWait:
         source = self._sources[raw.hook]
-        target = decode_tag(raw.fields, raw.locktype, self._versions.get(raw.hook))
+        if self._is_postgres(raw):
+            target = decode_tag(raw.fields, raw.locktype, self._versions.get(raw.hook))
+            target_name, mode, blockers = self._target_name(target), mode_name(raw.mode), tuple(self._blockers(raw))
+        else:
+            target = mylocks.decode_wait(raw, self._read_string)
+            target_name, mode, blockers = target.describe(), mylocks.NO_MODE, ()
         backend = self._backends.lookup(raw.pid)
         text = raw.text.decode("utf-8", errors="replace")
         return LockWait(
             pid=raw.pid, tid=raw.tid, db=source.db,
             database=backend.info.database if backend.info else None,
-            target=target, target_name=self._target_name(target), mode=mode_name(raw.mode),
+            target=target, target_name=target_name, mode=mode,
             start=self._clock.wall(raw.ts_ns), end=None, outcome="waiting",
-            statement=_statement(text), blockers=tuple(self._blockers(raw)),
+            statement=_statement(text), blockers=blockers,
             mechanism=source.mechanism,
         )
 

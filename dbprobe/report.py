@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Sequence
 
 from tabulate import tabulate
@@ -47,25 +48,23 @@ def live_line(query: Query, *, show_literals: bool, width: int | None) -> str:
     return _fit(" ".join(cells) + " " + marks + query_text(query, show_literals), width)
 
 
+_dump_string = json.JSONEncoder(ensure_ascii=False).encode
+
+
 def query_json(query: Query, *, show_literals: bool) -> str:
-    record = {
-        "event": "query",
-        "ts": iso_time(query.end),
-        "pid": query.pid,
-        "tid": query.tid,
-        "db": query.db,
-        "database": query.database,
-        "duration_ms": round(query.duration_ms, 3),
-        "query": query_text(query, show_literals),
-        "fingerprint": query.fingerprint.id,
-        "protocol": query.protocol,
-        "source": query.mechanism,
-        "error": query.error,
-        "truncated": query.truncated,
-    }
-    if query.ns_pid is not None:
-        record["ns_pid"] = query.ns_pid
-    return json.dumps(record, ensure_ascii=False)
+    """One query as a JSON line. With --threshold 0 this runs for every statement, so the
+    line is assembled from its known fields; only the strings go through the encoder."""
+    database = "null" if query.database is None else _dump_string(query.database)
+    ns_pid = "" if query.ns_pid is None else f', "ns_pid": {query.ns_pid}'
+    return (
+        f'{{"event": "query", "ts": "{iso_time(query.end)}", "pid": {query.pid}, '
+        f'"tid": {query.tid}, "db": "{query.db}", "database": {database}, '
+        f'"duration_ms": {round(query.duration_ms, 3)}, '
+        f'"query": {_dump_string(query_text(query, show_literals))}, '
+        f'"fingerprint": "{query.fingerprint.id}", "protocol": "{query.protocol}", '
+        f'"source": "{query.mechanism}", "error": {"true" if query.error else "false"}, '
+        f'"truncated": {"true" if query.truncated else "false"}{ns_pid}}}'
+    )
 
 
 # The digest ---------------------------------------------------------------------------
@@ -216,8 +215,14 @@ def _class_json(rank: int, query_class: QueryClass, total_ms: float, show_litera
 # Small formatting helpers ----------------------------------------------------------------
 
 def iso_time(wall: float) -> str:
-    return datetime.fromtimestamp(wall, tz=timezone.utc).isoformat(timespec="microseconds").replace(
-        "+00:00", "Z")
+    """UTC, microseconds, Z: 2026-11-27T21:17:06.469123Z. Per event, so the second's text is reused."""
+    second = int(wall)
+    return f"{_utc_second(second)}.{int((wall - second) * 1e6):06d}Z"
+
+
+@lru_cache(maxsize=64)
+def _utc_second(second: int) -> str:
+    return datetime.fromtimestamp(second, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def _clock(wall: float) -> str:

@@ -201,6 +201,7 @@ def run(trace: Trace, *, duration_s: float | None, interval_s: float | None,
             break
         wait = min([POLL_MS / 1000] + [t - now for t in (deadline, next_interval) if t is not None])
         trace.collector.poll(max(int(wait * 1000), 0))
+        sys.stdout.flush()  # once per batch of records: a write per line would cost more
         now = time.monotonic()
         if next_interval is not None and now >= next_interval:
             on_interval()
@@ -209,6 +210,7 @@ def run(trace: Trace, *, duration_s: float | None, interval_s: float | None,
         if on_tick is not None:
             on_tick()
     trace.collector.drain()
+    sys.stdout.flush()
 
 
 def status(message: str) -> None:

@@ -50,7 +50,8 @@ def traces_servers_unrestricted(arguments: list[str]) -> bool:
     """Whether `arguments` run a command that looks for servers, without -p or --binary."""
     if not arguments or arguments[0] not in SERVER_COMMANDS:
         return False
-    return not any(argument.split("=", 1)[0] in SERVER_OPTIONS for argument in arguments[1:])
+    return not any(argument.split("=", 1)[0] in SERVER_OPTIONS or argument[:2] == "-p"
+                   for argument in arguments[1:])
 
 
 def servers_on_port(port: int) -> list[ServerProcess]:
@@ -79,14 +80,20 @@ def describe(server: ServerProcess) -> str:
     return f"{server.db} {server.version or '(version unknown)'}, pid {server.pid}, in {where}"
 
 
+def number_from(environment: dict[str, str], name: str, default: float) -> float:
+    value = environment.get(name, "")
+    try:
+        return float(value) if value else default
+    except ValueError:
+        raise SystemExit(f"dbprobe-entrypoint: {name}={value!r} is not a number") from None
+
+
 def main(arguments: list[str]) -> None:
     environment = dict(os.environ)
     choose_kernel_headers(environment)
-    port = environment.get(PORT_VARIABLE)
-    if port and traces_servers_unrestricted(arguments):
-        if not port.isdigit():
-            raise SystemExit(f"dbprobe-entrypoint: {PORT_VARIABLE}={port!r} is not a port number")
-        server = wait_for_server(int(port), float(environment.get(WAIT_VARIABLE, DEFAULT_WAIT_S)))
+    if environment.get(PORT_VARIABLE) and traces_servers_unrestricted(arguments):
+        port = int(number_from(environment, PORT_VARIABLE, 0))
+        server = wait_for_server(port, number_from(environment, WAIT_VARIABLE, DEFAULT_WAIT_S))
         say(f"tracing {describe(server)}")
         arguments = [*arguments, "-p", str(server.pid)]
     os.execvpe("dbprobe", ["dbprobe", *arguments], environment)

@@ -24,7 +24,7 @@ setup() {
 
 simple_protocol() {
     sql -c "SELECT pg_sleep($SLOW_S)"
-    sql -c "SELECT count(*) FROM generate_series(1, 3000000)"
+    sql -c "SELECT count(*) FROM generate_series(1, 2000000)"
     for id in $(seq 1 20); do sql -c "SELECT balance FROM demo_accounts WHERE id = $((id % 10 + 1))"; done
 }
 

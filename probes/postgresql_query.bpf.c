@@ -6,35 +6,34 @@
  *
  *   pg_activity(text, database)  the backend reports a new activity: a statement's text
  *                          when it starts running (Parse, Bind, Execute, simple Query), NULL
- *                          when it goes idle (ReadyForQuery); its database OID (MyDatabaseId)
+ *                          when it goes idle (before ReadyForQuery); its database OID
  *   pg_simple_start(text, database)  a simple-protocol query starts (USDT query__start)
- *   pg_simple_done()       a simple-protocol query ends         (USDT query__done)
- *   pg_portal_start()      a portal starts executing            (USDT query__execute__start)
- *   pg_portal_start_dest(dest_kind)  same, knowing the portal's destination (uprobe PortalRun)
- *   pg_portal_done()       a portal ends executing              (USDT query__execute__done,
- *                                                                 uretprobe PortalRun)
+ *   pg_portal_start_dest(dest_kind)  a portal starts, its destination telling the protocol
+ *                          (uprobe PortalRun, for builds without USDT)
+ *   pg_portal_done()       a portal ends executing   (USDT query__execute__done,
+ *                                                       uretprobe PortalRun)
  *   pg_error()             error recovery aborts the transaction (AbortCurrentTransaction)
  *
- * The simple protocol is timed from query start to query done. The extended protocol has
- * no such probes (this is why dbslower cannot see it): an extended statement is timed from
- * the first activity report after idle (its Parse or Bind) to the end of its top-level
+ * A simple query runs from its start to the backend going idle. The extended protocol has
+ * no start/done probes (this is why dbslower cannot see it): an extended statement is
+ * timed from the first activity report after idle (its Parse or Bind) to the end of its
  * portal run, and named by the text of that report. A statement running when error
  * recovery starts failed or was cancelled (statement_timeout): it is reported then, with
- * DBP_QF_ERROR, while its text is still in memory. One still running when the backend goes
- * idle ended the same way unnoticed; it is reported too, without text if that is gone.
+ * DBP_QF_ERROR, while its text is still in memory.
+ *
+ * Every probe costs a trap on every statement, so the set is the smallest that tells the
+ * protocols apart: four per simple query, four per prepared execution.
  */
 #include "query.h"
 
 enum pg_mode {
 	PG_IDLE = 0,
-	PG_PENDING,         /* a statement was reported, nothing executes yet */
-	PG_SIMPLE,          /* inside a simple query (its start probe fired) */
-	PG_SIMPLE_AT_IDLE,  /* a simple query known only from its portal; it ends at idle */
-	PG_EXTENDED,        /* an extended-protocol portal runs */
+	PG_PENDING,         /* a statement was reported; with USDT, an extended one runs */
+	PG_SIMPLE,          /* a simple query: it ends when the backend goes idle */
+	PG_EXTENDED,        /* an extended statement's portal runs (uprobe recipe) */
 };
 
 /* PostgreSQL's CommandDest values that tell the protocol of a portal run. */
-#define PG_DEST_REMOTE 2
 #define PG_DEST_REMOTE_EXECUTE 3
 
 struct pg_statement {
@@ -43,15 +42,15 @@ struct pg_statement {
 	u32 database;       /* OID */
 	u16 hook;
 	u8 mode;
-	u8 depth;           /* portal runs nested under the top-level one */
+	u8 depth;           /* portal runs nested in an extended statement (uprobe recipe) */
 };
 
 BPF_TABLE("lru_hash", u32, struct pg_statement, pg_statements, 16384);
 
 /*
- * A simple query known only from its portal (uprobe recipe) ends when the backend goes
- * idle, after its text has been freed. One already slow when its portal returns has its
- * event prepared then, text included, and sent from here at idle.
+ * A simple query ends when the backend goes idle, after its text has been freed. One that
+ * is already slow when its portal returns has its event prepared then, text included, and
+ * sent from here at idle.
  */
 BPF_F_TABLE("hash", u32, struct dbp_query_event, pg_prepared_events, 1024, BPF_F_NO_PREALLOC);
 
@@ -83,9 +82,9 @@ static __always_inline void pg_begin(struct pg_statement *st, const u64 *args, u
 	st->depth = 0;
 }
 
-static __always_inline void pg_finish(struct pg_statement *st, u8 protocol, u8 flags)
+static __always_inline void pg_finish_extended(struct pg_statement *st, u8 flags)
 {
-	dbp_query_done(st->start_ns, st->text, 0, st->hook, protocol, flags, st->database);
+	dbp_query_done(st->start_ns, st->text, 0, st->hook, DBP_PROTO_EXTENDED, flags, st->database);
 	st->mode = PG_IDLE;
 	st->depth = 0;
 }
@@ -104,11 +103,11 @@ static __always_inline void pg_prepare_slow_event(u32 tid, struct pg_statement *
 }
 
 /*
- * The end of a simple query of the uprobe recipe: at idle its text is only in a prepared
- * event; in error recovery it is still in the backend's memory.
+ * The end of a simple query: at idle its text is only in a prepared event; in error
+ * recovery it is still in the backend's memory.
  */
-static __always_inline void pg_finish_portal_simple(u32 tid, struct pg_statement *st, u8 flags,
-						    bool text_alive)
+static __always_inline void pg_finish_simple(u32 tid, struct pg_statement *st, u8 flags,
+					     bool text_alive)
 {
 	u64 now = bpf_ktime_get_ns();
 	u64 duration = now - st->start_ns;
@@ -116,7 +115,7 @@ static __always_inline void pg_finish_portal_simple(u32 tid, struct pg_statement
 
 	dbp_count_query(DBP_PROTO_SIMPLE, duration);
 	if (duration >= DBP_QUERY_THRESHOLD_NS) {
-		if (ev) {
+		if (ev && !text_alive) {
 			ev->end_ns = now;
 			ev->flags |= flags;
 			dbp_submit(ev, dbp_event_size(ev));
@@ -131,15 +130,6 @@ static __always_inline void pg_finish_portal_simple(u32 tid, struct pg_statement
 	st->depth = 0;
 }
 
-/* A statement that stopped without its done probe: failed, cancelled, or (uprobe recipe) done. */
-static __always_inline void pg_finish_interrupted(struct pg_statement *st)
-{
-	if (st->mode == PG_SIMPLE)
-		pg_finish(st, DBP_PROTO_SIMPLE, DBP_QF_ERROR);
-	else if (st->mode == PG_EXTENDED)
-		pg_finish(st, DBP_PROTO_EXTENDED, DBP_QF_ERROR);
-}
-
 static __always_inline int pg_activity(struct pt_regs *ctx, const u64 *args, u16 hook)
 {
 	u64 text = args[0];
@@ -150,11 +140,9 @@ static __always_inline int pg_activity(struct pt_regs *ctx, const u64 *args, u16
 		st = pg_statements.lookup(&tid);
 		if (!st)
 			return 0;
-		if (st->mode == PG_SIMPLE_AT_IDLE)
-			pg_finish_portal_simple(tid, st, 0, false);
-		else
-			pg_finish_interrupted(st);
-		st->mode = PG_IDLE;
+		if (st->mode == PG_SIMPLE)
+			pg_finish_simple(tid, st, 0, false);
+		st->mode = PG_IDLE;     /* a Parse or Bind that never executed ends here too */
 		return 0;
 	}
 	st = pg_statement_slot(tid);
@@ -175,40 +163,18 @@ static __always_inline int pg_simple_start(struct pt_regs *ctx, const u64 *args,
 	return 0;
 }
 
-static __always_inline int pg_simple_done(struct pt_regs *ctx, const u64 *args, u16 hook)
-{
-	u32 tid = pg_tid();
-	struct pg_statement *st = pg_statements.lookup(&tid);
-	if (st && st->mode == PG_SIMPLE)
-		pg_finish(st, DBP_PROTO_SIMPLE, 0);
-	return 0;
-}
-
-static __always_inline void pg_portal_enter(struct pg_statement *st, u8 top_level_mode)
-{
-	if (st->mode == PG_PENDING) {
-		st->mode = top_level_mode;
-		st->depth = 1;
-	} else if (st->depth < 255) {
-		st->depth += 1;
-	}
-}
-
-static __always_inline int pg_portal_start(struct pt_regs *ctx, const u64 *args, u16 hook)
-{
-	u32 tid = pg_tid();
-	struct pg_statement *st = pg_statements.lookup(&tid);
-	if (st)
-		pg_portal_enter(st, PG_EXTENDED);
-	return 0;
-}
-
 static __always_inline int pg_portal_start_dest(struct pt_regs *ctx, const u64 *args, u16 hook)
 {
 	u32 tid = pg_tid();
 	struct pg_statement *st = pg_statements.lookup(&tid);
-	if (st)
-		pg_portal_enter(st, args[0] == PG_DEST_REMOTE_EXECUTE ? PG_EXTENDED : PG_SIMPLE_AT_IDLE);
+	if (!st)
+		return 0;
+	if (st->mode == PG_PENDING) {
+		st->mode = args[0] == PG_DEST_REMOTE_EXECUTE ? PG_EXTENDED : PG_SIMPLE;
+		st->depth = 1;
+	} else if (st->mode == PG_EXTENDED && st->depth < 255) {
+		st->depth += 1;
+	}
 	return 0;
 }
 
@@ -216,17 +182,22 @@ static __always_inline int pg_portal_done(struct pt_regs *ctx, const u64 *args, 
 {
 	u32 tid = pg_tid();
 	struct pg_statement *st = pg_statements.lookup(&tid);
-	if (!st || (st->mode != PG_EXTENDED && st->mode != PG_SIMPLE_AT_IDLE))
+	if (!st)
 		return 0;
-	if (st->depth > 1) {
-		st->depth -= 1;
-		return 0;
-	}
-	st->depth = 0;
-	if (st->mode == PG_EXTENDED)
-		pg_finish(st, DBP_PROTO_EXTENDED, 0);
-	else
+	switch (st->mode) {
+	case PG_SIMPLE:
 		pg_prepare_slow_event(tid, st);
+		break;
+	case PG_PENDING:    /* USDT: no simple start came, so an extended statement ran */
+		pg_finish_extended(st, 0);
+		break;
+	case PG_EXTENDED:
+		if (st->depth > 1)
+			st->depth -= 1;
+		else
+			pg_finish_extended(st, 0);
+		break;
+	}
 	return 0;
 }
 
@@ -236,9 +207,9 @@ static __always_inline int pg_error(struct pt_regs *ctx, const u64 *args, u16 ho
 	struct pg_statement *st = pg_statements.lookup(&tid);
 	if (!st)
 		return 0;
-	if (st->mode == PG_SIMPLE_AT_IDLE)
-		pg_finish_portal_simple(tid, st, DBP_QF_ERROR, true);
-	else
-		pg_finish_interrupted(st);
+	if (st->mode == PG_SIMPLE)
+		pg_finish_simple(tid, st, DBP_QF_ERROR, true);
+	else if (st->mode != PG_IDLE)
+		pg_finish_extended(st, DBP_QF_ERROR);
 	return 0;
 }

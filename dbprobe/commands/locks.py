@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
-from dbprobe import lockreport
+from dbprobe import discovery, lockreport
 from dbprobe.catalog import PostgresCatalog
 from dbprobe.cli_options import OutputOptions, add_output_options, add_target_options, parse_threshold_ns
 from dbprobe.commands.tracing import trace_reports
+from dbprobe.errors import DbprobeError
 from dbprobe.events import RawLockEvent
 from dbprobe.lockdigest import LockDigest
 from dbprobe.lockreport import LWLockStats
@@ -17,7 +19,7 @@ from dbprobe.model import Deadlock, LockWait
 from dbprobe.procmem import read_c_string
 from dbprobe.session import Trace, TraceRequest, status
 
-DATABASES = ("postgresql",)
+DATABASES = ("postgresql", "mariadb", "mysql")
 DEFAULT_THRESHOLD = "0ms"
 ANNOUNCE_AFTER_S = 1.0  # a wait still going after this long is shown before it ends
 SWEEP_EVERY_S = 1.0  # how often to look for waiters that exited
@@ -29,8 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="report waits at least this long (default 0ms: every wait, "
                              "also those shorter than deadlock_timeout that log_lock_waits misses)")
     parser.add_argument("--dsn", metavar="DSN",
-                        help="connect (libpq conninfo) to name relations and databases and to ask "
-                             "pg_blocking_pids(); optional, never fatal")
+                        help="PostgreSQL only: connect (libpq conninfo) to name relations and "
+                             "databases and to ask pg_blocking_pids(); optional, never fatal")
     add_output_options(parser, digest="the lock digest")
 
 
@@ -77,7 +79,7 @@ class LockReport:
         self._announced.discard((wait.tid, wait.start))
         for digest in (self._window, self._whole):
             digest.add(wait)
-        if (wait.wait_ms or 0) >= self._threshold_ms or wait.outcome != "granted":
+        if (wait.wait_ms or 0) >= self._threshold_ms or wait.outcome not in lockreport.ORDINARY_OUTCOMES:
             self._print_wait(wait)
 
     def _deadlock(self, deadlock: Deadlock) -> None:
@@ -133,6 +135,8 @@ class LockReport:
 
     def _lwlock_stats(self) -> list[LWLockStats]:
         """The kernel's LWLock wait counts, tranche names read from a server's memory."""
+        if not any(target.db == "postgresql" for target in self._trace.targets):
+            return []  # only PostgreSQL's program counts them
         server_pids = [server.pid for target in self._trace.targets for server in target.servers]
         stats = []
         for key, value in self._trace.collector.items("pg_lwlock_totals"):
@@ -144,8 +148,8 @@ class LockReport:
 
 def run_command(args: argparse.Namespace) -> int:
     threshold_ns = parse_threshold_ns(args.threshold)
-    request = TraceRequest(families=("locks",), databases=DATABASES, pid=args.pid,
-                           binary=args.binary)
+    request = TraceRequest(families=("locks",), databases=_databases(args.dsn, args.pid, args.binary),
+                           pid=args.pid, binary=args.binary)
     catalog = PostgresCatalog(args.dsn, warn=status) if args.dsn else None
     try:
         report = LockReport(OutputOptions.from_args(args), threshold_ns, catalog)
@@ -154,3 +158,22 @@ def run_command(args: argparse.Namespace) -> int:
         if catalog is not None:
             catalog.close()
     return 0
+
+
+_SERVER_NAMES = {"mariadb": "MariaDB", "mysql": "MySQL"}
+
+
+def _databases(dsn: str | None, pid: int | None, binary: str | None) -> tuple[str, ...]:
+    """The servers to trace: --dsn is a libpq conninfo, which only a PostgreSQL server has."""
+    if not dsn:
+        return DATABASES
+    if pid is not None:
+        named, what = discovery.server_for_pid(pid).db, f"pid {pid}"
+    elif binary is not None and Path(binary).is_file():
+        named, what = discovery.identify_binary(binary)[0], binary
+    else:
+        return ("postgresql",)
+    if named in _SERVER_NAMES:
+        raise DbprobeError(f"--dsn is a PostgreSQL connection string, and {what} is a "
+                           f"{_SERVER_NAMES[named]} server: leave --dsn out")
+    return ("postgresql",)

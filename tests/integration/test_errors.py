@@ -47,8 +47,8 @@ def test_pid_that_is_not_a_database(require_root_bpf):
         sleeper.kill()
 
 
-def test_locks_on_a_mariadb_pid_says_what_the_report_is_for(mariadb_server, require_root_bpf):
-    assert_one_line_error(run_dbprobe("locks", "-p", str(mariadb_server.pid)),
+def test_txn_on_a_mariadb_pid_says_what_the_report_is_for(mariadb_server, require_root_bpf):
+    assert_one_line_error(run_dbprobe("txn", "-p", str(mariadb_server.pid)),
                           "is a MariaDB server", "PostgreSQL")
 
 

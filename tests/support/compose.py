@@ -17,6 +17,7 @@ from tests.support.docker_engine import DockerEngine
 # What docker/Dockerfile and docker/docker-compose.yml use from the repository.
 CONTEXT_ENTRIES = ("pyproject.toml", "README.md", "dbprobe", "probes", "docker")
 BUILD_TIMEOUT_S = 1200.0
+OUTPUT_TAIL_LINES = 40
 
 
 def stage_context(repository: Path, destination: Path) -> Path:
@@ -52,16 +53,15 @@ class ComposeProject:
         environment = {**self.engine.environment, **self.variables}
         argv = [*self.command, "--project-name", self.name, "--file", str(self.file), *args]
         if log is not None:
-            with log.open("w") as output:
-                completed = subprocess.run(argv, env=environment, stdout=output,
-                                           stderr=subprocess.STDOUT, text=True, timeout=timeout)
-            text = log.read_text(errors="replace")
-            completed = subprocess.CompletedProcess(argv, completed.returncode, text, "")
+            with log.open("w") as sink:
+                returncode = subprocess.run(argv, env=environment, stdout=sink, stderr=subprocess.STDOUT,
+                                            timeout=timeout).returncode
+            completed = subprocess.CompletedProcess(argv, returncode, log.read_text(errors="replace"), "")
         else:
             completed = subprocess.run(argv, env=environment, capture_output=True, text=True,
                                        timeout=timeout)
         if check and completed.returncode != 0:
-            output = "\n".join((completed.stdout + completed.stderr).splitlines()[-40:])
+            output = "\n".join((completed.stdout + completed.stderr).splitlines()[-OUTPUT_TAIL_LINES:])
             raise AssertionError(f"{' '.join(args[:2])} failed ({completed.returncode}):\n{output}")
         return completed
 

@@ -148,7 +148,7 @@ class DockerEngine:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait(STOP_TIMEOUT_S)
-        self._end_managed_containerd()
+        self._end_managed_containerd(self._root)
         for mount_point in self.mounts():
             subprocess.run(["umount", "--lazy", mount_point], capture_output=True)
         left = self.mounts()
@@ -157,9 +157,10 @@ class DockerEngine:
         if left:
             raise AssertionError(f"mounts left under {self._root}: {left}")
 
-    def _end_managed_containerd(self) -> None:
+    @staticmethod
+    def _end_managed_containerd(root: Path) -> None:
         """dockerd ends the containerd it started; this covers a dockerd that was killed."""
-        pidfile = self._root / "exec" / "containerd" / "containerd.pid"
+        pidfile = root / "exec" / "containerd" / "containerd.pid"
         try:
             pid = int(pidfile.read_text().strip())
             if Path(f"/proc/{pid}/exe").resolve().name == "containerd":

@@ -4,7 +4,8 @@ over its stdin.
 No MySQL server package can be installed where the tests run, so the MySQL recipe is
 tested against this small program: it has dispatch_command with MySQL's mangled name and
 argument layout, MySQL's network-buffer behaviour and a version string, and "runs" the
-statements it is sent for as long as each one asks.
+statements it is sent for as long as each one asks, reporting the row-lock, metadata-lock
+and sleep waits they are told to make as mysqld does (thd_wait_begin, MDL_wait::timed_wait).
 """
 
 from __future__ import annotations
@@ -73,6 +74,11 @@ class StandinServer:
 
     def query(self, sql: str, ms: int = 0) -> None:
         self._expect(f"query {ms} {sql}", "ok")
+
+    def query_waiting(self, wait: str, sql: str, ms: int) -> None:
+        """A COM_QUERY that waits `ms` for a "rowlock", an "mdl" (metadata lock) or a "sleep"."""
+        assert wait in ("rowlock", "mdl", "sleep"), wait
+        self._expect(f"{wait} {ms} {sql}", "ok")
 
     def prepare(self, sql: str) -> int:
         answer = self._send(f"prepare {sql}")

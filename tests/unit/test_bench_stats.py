@@ -11,13 +11,14 @@ import time
 import pytest
 
 from bench.bpftrace import histogram_total, probe_counts, probe_spec, reference_script
+from bench.measure import RunResult
 from bench.pgbench import Workload, parse_pgbench_output
 from bench.procstat import (CLOCK_TICKS_PER_S, MachineCpu, ProcessCpu, parse_machine_stat,
                             parse_pid_stat, parse_status_kib, process_tree_ticks,
                             read_process_cpu, tree_ticks)
 from bench.schedule import clients_ladder, interleaved_schedule
-from bench.stats import (median_of_ratios, paired_differences, paired_ratios, per_unit_us,
-                         spread)
+from bench.stats import bracketing_baselines, per_unit_us, spread
+from bench.summary import pair_with_baselines, summarise
 
 # --- medians and paired figures -------------------------------------------------------------
 
@@ -37,35 +38,76 @@ def test_spread_of_nothing_is_an_error() -> None:
         spread([])
 
 
-def test_ratios_pair_rounds_not_positions() -> None:
-    baseline = {1: 100.0, 2: 200.0, 3: 50.0}
-    measured = {3: 45.0, 1: 90.0, 2: 190.0}
-    assert paired_ratios(baseline, measured) == pytest.approx([0.9, 0.95, 0.9])
+def test_each_run_is_compared_with_the_mean_of_its_neighbouring_baselines() -> None:
+    series = [(True, 100.0), (False, 1.0), (True, 120.0), (False, 2.0), (False, 3.0),
+              (True, 90.0)]
+    assert bracketing_baselines(series) == [None, 110.0, None, 105.0, 105.0, None]
 
 
-def test_rounds_missing_on_either_side_or_with_a_zero_baseline_have_no_ratio() -> None:
-    baseline = {1: 100.0, 2: 0.0, 3: 80.0}
-    measured = {1: 50.0, 2: 10.0, 4: 70.0}
-    assert paired_ratios(baseline, measured) == [0.5]
+def test_runs_at_either_end_have_one_neighbouring_baseline() -> None:
+    assert bracketing_baselines([(False, 1.0), (True, 80.0), (False, 2.0)]) == [80.0, None, 80.0]
 
 
-def test_median_of_ratios_is_not_the_ratio_of_medians() -> None:
-    # A slow round hits both configurations; the per-round ratios see through it.
-    baseline = {1: 1000.0, 2: 1000.0, 3: 400.0}
-    measured = {1: 950.0, 2: 960.0, 3: 380.0}
-    ratios = median_of_ratios(baseline, measured)
-    assert ratios is not None
-    assert ratios.median == pytest.approx(0.95)
-    assert (ratios.low, ratios.high) == (pytest.approx(0.95), pytest.approx(0.96))
-    assert ratios.count == 3
+def test_without_a_baseline_nothing_is_compared() -> None:
+    assert bracketing_baselines([(False, 1.0), (False, 2.0)]) == [None, None]
+    assert bracketing_baselines([]) == []
 
 
-def test_median_of_ratios_without_common_rounds_is_none() -> None:
-    assert median_of_ratios({1: 10.0}, {2: 9.0}) is None
+def run(mode: str, sequence: int, tps: float, *, protocol: str = "simple",
+        server_cpu_s: float = 1.0, tracer_cpu_s: float = 0.0, client_cpu_s: float = 0.2,
+        transactions: int = 10_000) -> RunResult:
+    return RunResult(mode=mode, protocol=protocol, round=1, sequence=sequence, clients=4,
+                     seconds=10.0, tps=tps, transactions=transactions,
+                     server_cpu_s=server_cpu_s, tracer_cpu_s=tracer_cpu_s,
+                     client_cpu_s=client_cpu_s, other_cpu_s=0.0, steal_s=0.0, statements=None,
+                     events=None, lost_events=None, peak_rss_kib=None, attach_s=None,
+                     quiet=True, check="")
 
 
-def test_differences_are_measured_minus_baseline_per_round() -> None:
-    assert paired_differences({1: 100.0, 2: 110.0}, {2: 125.0, 1: 104.0}) == [4.0, 15.0]
+def test_the_median_of_per_run_ratios_sees_through_a_slow_stretch_of_the_machine() -> None:
+    # The machine is busy elsewhere from the fourth run on: every TPS figure halves.
+    runs = [run("baseline", 0, 1000.0), run("slow", 1, 950.0), run("baseline", 2, 1000.0),
+            run("slow", 3, 480.0), run("baseline", 4, 500.0), run("slow", 5, 470.0),
+            run("baseline", 6, 500.0)]
+    paired = pair_with_baselines(runs, "simple")
+    assert [p.run.sequence for p in paired] == [1, 3, 5]
+    assert [p.tps_ratio for p in paired] == pytest.approx([0.95, 0.64, 0.94])
+    ratios = spread(p.tps_ratio for p in paired)
+    assert ratios.median == pytest.approx(0.94)
+    assert (ratios.low, ratios.high) == (pytest.approx(0.64), pytest.approx(0.95))
+    # The ratio of the medians would blame the tracer for the machine's slowdown.
+    ratio_of_medians = spread([950.0, 480.0, 470.0]).median / spread([1000.0, 1000.0, 500.0, 500.0]).median
+    assert ratio_of_medians == pytest.approx(0.64)
+
+
+def test_runs_are_paired_within_their_protocol_and_in_time_order() -> None:
+    runs = [run("slow", 3, 900.0, protocol="extended"), run("baseline", 0, 1000.0),
+            run("baseline", 1, 2000.0, protocol="extended"), run("slow", 2, 800.0),
+            run("baseline", 4, 1000.0), run("baseline", 5, 2000.0, protocol="extended")]
+    assert [p.tps_ratio for p in pair_with_baselines(runs, "simple")] == [0.8]
+    assert [p.tps_ratio for p in pair_with_baselines(runs, "extended")] == [0.45]
+
+
+def test_extra_cpu_per_transaction_and_the_cpu_bound_ratio() -> None:
+    # Baseline: 100 us server + 20 us pgbench per transaction. Traced: 110 us server,
+    # 5 us in the tracer, the same pgbench.
+    runs = [run("baseline", 0, 1000.0, server_cpu_s=1.0, client_cpu_s=0.2),
+            run("slow", 1, 900.0, server_cpu_s=1.1, tracer_cpu_s=0.05, client_cpu_s=0.2),
+            run("baseline", 2, 1000.0, server_cpu_s=1.0, client_cpu_s=0.2)]
+    (paired,) = pair_with_baselines(runs, "simple")
+    assert paired.extra_server_us_per_txn == pytest.approx(10.0)
+    assert paired.extra_us_per_txn == pytest.approx(15.0)
+    assert paired.cpu_bound_ratio == pytest.approx(120.0 / 135.0)
+
+
+def test_a_summary_reports_each_configuration_against_its_neighbours() -> None:
+    runs = [run("baseline", 0, 1000.0), run("slow", 1, 950.0), run("baseline", 2, 1000.0),
+            run("slow", 3, 900.0), run("baseline", 4, 1000.0)]
+    baseline, slow = summarise(runs, ["baseline", "slow"], ["simple"])
+    assert baseline.tps_ratio is None and baseline.runs == 3
+    assert slow.tps_ratio is not None and slow.runs == 2
+    assert slow.tps_ratio.median == pytest.approx(0.925)
+    assert slow.tps.median == pytest.approx(925.0)
 
 
 def test_cost_per_unit_in_microseconds() -> None:
@@ -159,22 +201,32 @@ def test_the_tree_of_a_live_process_includes_its_living_children() -> None:
 # --- the schedule ---------------------------------------------------------------------------
 
 
-def test_every_round_runs_every_mode_for_every_protocol_in_a_turning_order() -> None:
-    steps = interleaved_schedule(["a", "b", "c"], ["simple", "extended"], rounds=4)
-    assert len(steps) == 4 * 3 * 2
-    first_modes = {}
-    for step in steps:
-        first_modes.setdefault(step.round, step.mode)
-    assert first_modes == {1: "a", 2: "b", 3: "c", 4: "a"}
+def test_every_configuration_run_sits_between_two_baseline_runs() -> None:
+    steps = interleaved_schedule(["base", "a", "b", "c"], ["simple"], rounds=2)
+    modes = [step.mode for step in steps]
+    assert modes == ["base", "a", "base", "b", "base", "c", "base",
+                     "b", "base", "c", "base", "a", "base"]
+    assert [step.round for step in steps] == [1] * 7 + [2] * 6
+
+
+def test_the_configurations_turn_each_round_and_each_runs_once_per_round() -> None:
+    steps = interleaved_schedule(["base", "a", "b", "c"], ["simple"], rounds=4)
     for number in range(1, 5):
-        in_round = [(step.mode, step.protocol) for step in steps if step.round == number]
-        assert sorted(in_round) == sorted((m, p) for m in "abc" for p in ("simple", "extended"))
+        configurations = [step.mode for step in steps if step.round == number and step.mode != "base"]
+        assert sorted(configurations) == ["a", "b", "c"]
+        assert configurations[0] == "abca"[number - 1]
 
 
 def test_both_protocols_run_back_to_back_under_one_mode() -> None:
-    steps = interleaved_schedule(["a", "b"], ["simple", "extended"], rounds=2)
-    modes = [step.mode for step in steps]
-    assert modes == ["a", "a", "b", "b", "b", "b", "a", "a"]
+    steps = interleaved_schedule(["base", "a"], ["simple", "extended"], rounds=1)
+    assert [(step.mode, step.protocol) for step in steps] == [
+        ("base", "simple"), ("base", "extended"), ("a", "simple"), ("a", "extended"),
+        ("base", "simple"), ("base", "extended")]
+
+
+def test_a_baseline_alone_runs_once_a_round() -> None:
+    steps = interleaved_schedule(["base"], ["simple"], rounds=3)
+    assert [(step.mode, step.round) for step in steps] == [("base", 1), ("base", 2), ("base", 3)]
 
 
 def test_the_loss_search_doubles_the_clients_up_to_the_maximum() -> None:

@@ -325,3 +325,21 @@ def test_double_quoted_strings_of_mysql_are_literals() -> None:
     assert postgres.text == 'SELECT "password" FROM users'
     assert fingerprint('select "a"', double_quoted_strings=True).id == fingerprint(
         "select 'b'", double_quoted_strings=True).id
+
+
+def test_texts_of_one_shape_share_the_fingerprint_the_lexer_gives_each() -> None:
+    """The shape cache never changes an answer: every text gets what a full lexing gives."""
+    import random
+
+    from dbprobe import fingerprint as module
+
+    rng = random.Random(7)
+    fragments = ["select", "a", "t1", "1abc", "x.y", "(", ")", ",", "=", "-", "+", "::int",
+                 "in", "values", "limit", "'s'", "'it''s'", "E'x'", "\"q1\"", "$1", "a$1",
+                 "1", "22", "3.5", "1e5", "0x1F", ".5", "--c\n", "/* 9 */", "true", "null",
+                 "\\'", "$$x$$", "`b2`", "?", ";", "'unterminated"]
+    texts = [" ".join(rng.choice(fragments) for _ in range(rng.randint(1, 12))) for _ in range(4000)]
+    texts += [text.replace(" ", "") for text in texts[:1000]]
+    module._by_shape.clear()
+    for text in texts:
+        assert fingerprint(text) == module._fingerprint(text), text

@@ -99,7 +99,8 @@ def test_postgresql_recipe_shape() -> None:
     assert query.source.name == "postgresql_query.bpf.c"
     assert [variant.mechanism for variant in query.variants] == ["usdt", "uprobe"]
     usdt, uprobe = query.variants
-    assert {hook.probe for hook in usdt.hooks} >= {"query__start", "query__done"}
+    assert {hook.probe for hook in usdt.hooks} >= {"statement__status", "query__start",
+                                                    "query__execute__done"}
     assert all(hook.probe is None and hook.symbol for hook in uprobe.hooks)
     (returning,) = [hook for hook in uprobe.hooks if hook.on_return]
     assert (returning.symbol, returning.target) == ("PortalRun", "PortalRun (return)")

@@ -413,3 +413,10 @@ def test_summary_json_worst_sample_only_with_literals() -> None:
         "UPDATE stock SET n = n - 1 WHERE item = 'anvil'",
         "SELECT pg_sleep(0.0007)",
     ]
+
+
+@pytest.mark.parametrize("text", ['SELECT \'a "quoted" word\'', "SELECT 'tab\there'\nFROM t",
+                                  "SELECT 'back\\\\slash'", "SELECT 'ünïcödé ✓'", "SELECT '\x01'"])
+def test_query_json_is_valid_json_whatever_the_text(text: str) -> None:
+    record = json.loads(query_json(query(text), show_literals=True))
+    assert record["query"] == " ".join(text.split())
