@@ -45,7 +45,7 @@ class LockReport:
         self._catalog = catalog
         self.description = f"lock waits at or over {self._threshold_ms:g} ms"
         self._announced: set[tuple[int, float]] = set()
-        self._window, self._whole = LockDigest(), LockDigest()
+        self._digest = LockDigest()  # since the last digest printed
         self._next_sweep = 0.0
         self._trace: Trace | None = None
         self._tracker: LockWaitTracker | None = None
@@ -77,15 +77,13 @@ class LockReport:
 
     def _ended(self, wait: LockWait) -> None:
         self._announced.discard((wait.tid, wait.start))
-        for digest in (self._window, self._whole):
-            digest.add(wait)
+        self._digest.add(wait)
         if (wait.wait_ms or 0) >= self._threshold_ms or wait.outcome not in lockreport.ORDINARY_OUTCOMES:
             self._print_wait(wait)
 
     def _deadlock(self, deadlock: Deadlock) -> None:
-        for digest in (self._window, self._whole):
-            digest.add(deadlock.waits[0])
-            digest.add_deadlock(deadlock)
+        self._digest.add(deadlock.waits[0])
+        self._digest.add_deadlock(deadlock)
         options = dict(show_literals=self._output.show_literals)
         if self._output.json:
             self._output.emit(lockreport.deadlock_json(deadlock, **options))
@@ -110,13 +108,11 @@ class LockReport:
             self._announced.add(key)
             self._print_wait(wait, waited_ms=waited_ms)
 
-    def print_digest(self, *, window: bool) -> None:
+    def print_digest(self) -> None:
+        """The digest since the last one (the whole run, without --interval)."""
         now = time.time()
-        if window:
-            digest, started = self._window, self._window_started
-            self._window, self._window_started = LockDigest(), now
-        else:
-            digest, started = self._whole, self._trace.started
+        digest, started = self._digest, self._window_started
+        self._digest, self._window_started = LockDigest(), now
         common = dict(started=started, ended=now, still_waiting=len(self._tracker.waiting()),
                       lost=self._trace.collector.totals().lost)
         lwlocks = self._lwlock_stats()

@@ -34,7 +34,7 @@ class SlowQueryReport:
         self._output = output
         self._threshold_ms = threshold_ns / 1e6
         self.description = f"queries at or over {self._threshold_ms:g} ms"
-        self._window, self._whole = QueryDigest(), QueryDigest()
+        self._digest = QueryDigest()  # since the last digest printed
         self._trace: Trace | None = None
         self._window_start = (0.0, KernelTotals(), LatencyHistogram.empty())
 
@@ -52,24 +52,21 @@ class SlowQueryReport:
         pass
 
     def on_query(self, query: Query) -> None:
-        self._window.add(query)
-        self._whole.add(query)
+        self._digest.add(query)
         if self._output.json:
             self._output.emit(report.query_json(query, show_literals=self._output.show_literals))
         else:
             self._output.emit(report.live_line(query, show_literals=self._output.show_literals,
                                                width=self._output.width))
 
-    def print_digest(self, *, window: bool) -> None:
+    def print_digest(self) -> None:
+        """The digest since the last one (the whole run, without --interval)."""
         now = time.time()
         totals, histogram = self._trace.collector.totals(), self._trace.collector.histogram()
-        if window:
-            started, earlier_totals, earlier_histogram = self._window_start
-            self._window_start = (now, totals, histogram)
-            digest, self._window = self._window, QueryDigest()
-            totals, histogram = totals - earlier_totals, histogram - earlier_histogram
-        else:
-            started, digest = self._trace.started, self._whole
+        started, earlier_totals, earlier_histogram = self._window_start
+        self._window_start = (now, totals, histogram)
+        digest, self._digest = self._digest, QueryDigest()
+        totals, histogram = totals - earlier_totals, histogram - earlier_histogram
         summary = SlowQuerySummary(started, now, self._threshold_ms, totals, histogram, digest)
         if self._output.json:
             self._output.emit(report.summary_json(summary, show_literals=self._output.show_literals))

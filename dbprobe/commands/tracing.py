@@ -20,7 +20,7 @@ class Report(Protocol):
     def attach_to(self, trace: Trace) -> None: ...
     def start(self) -> None: ...
     def tick(self, now: float) -> None: ...
-    def print_digest(self, *, window: bool) -> None: ...
+    def print_digest(self) -> None: ...  # since the last one: the whole run, or an interval
 
 
 def trace_reports(reports: Sequence[Report], request: TraceRequest, *, duration_s: float | None,
@@ -48,9 +48,9 @@ def trace_reports(reports: Sequence[Report], request: TraceRequest, *, duration_
 
         def interval() -> None:
             for report in reports:
-                report.print_digest(window=True)
+                report.print_digest()
 
         run(trace, duration_s=duration_s, interval_s=interval_s, on_interval=interval, stop=stop,
             on_tick=tick, watch=ServerWatch(trace.targets, status, filtered=request.pid is not None))
         for report in reports:
-            report.print_digest(window=bool(interval_s))
+            report.print_digest()

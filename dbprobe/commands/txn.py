@@ -34,7 +34,7 @@ class TxnReport:
         self._output = output
         self._threshold_ms = threshold_ns / 1e6
         self.description = f"transactions at or over {self._threshold_ms:g} ms"
-        self._window, self._whole = TxnDigest(), TxnDigest()
+        self._digest = TxnDigest()  # since the last digest printed
         self._trace: Trace | None = None
         self._window_start = (0.0, _NO_TOTALS)
 
@@ -52,8 +52,7 @@ class TxnReport:
         pass
 
     def on_transaction(self, txn: Transaction) -> None:
-        self._window.add(txn)
-        self._whole.add(txn)
+        self._digest.add(txn)
         options = dict(show_literals=self._output.show_literals)
         if self._output.json:
             self._output.emit(txnreport.txn_json(txn, **options))
@@ -65,15 +64,13 @@ class TxnReport:
         return TxnTotals(counters["commits"], counters["aborts"], counters["total_ns"],
                          self._trace.collector.counts("txn_hist", HIST_SLOTS))
 
-    def print_digest(self, *, window: bool) -> None:
+    def print_digest(self) -> None:
+        """The digest since the last one (the whole run, without --interval)."""
         now, totals = time.time(), self._kernel_totals()
-        if window:
-            started, earlier = self._window_start
-            self._window_start = (now, totals)
-            digest, self._window = self._window, TxnDigest()
-            totals = totals - earlier
-        else:
-            started, digest = self._trace.started, self._whole
+        started, earlier = self._window_start
+        self._window_start = (now, totals)
+        digest, self._digest = self._digest, TxnDigest()
+        totals = totals - earlier
         common = dict(started=started, ended=now, threshold_ms=self._threshold_ms,
                       lost=self._trace.collector.totals().lost, show_literals=self._output.show_literals)
         if self._output.json:
