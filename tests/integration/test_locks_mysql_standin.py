@@ -39,7 +39,8 @@ def stop(tracing: DbprobeRun) -> Finished:
 
 
 def assert_waited(wait: dict, ms: int) -> None:
-    assert ms <= wait["wait_ms"] < ms + TOLERANCE_MS, wait
+    # The stand-in sets a metadata lock's release time a few microseconds before it waits.
+    assert ms - 1 <= wait["wait_ms"] < ms + TOLERANCE_MS, wait
 
 
 @pytest.mark.parametrize("layout", DISPATCH_LAYOUTS)
