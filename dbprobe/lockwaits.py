@@ -81,12 +81,13 @@ class LockWaitTracker:
             return None
         if not self._is_postgres(raw):
             return replace(span.start, end=self._clock.wall(raw.ts_ns), outcome=mylocks.outcome(raw.flags))
-        failed = bool(raw.flags & LOCK_WAIT_FAILED)  # uprobe recipe: ProcSleep's error status
-        wait = replace(span.start, end=self._clock.wall(raw.ts_ns),
-                       outcome="deadlock" if failed else "granted")
-        if failed:
+        if raw.flags & LOCK_WAIT_FAILED:
+            # Uprobe recipe: ProcSleep failed, the deadlock report follows at once and will
+            # carry this wait; held until then (or given up by sweep()).
+            wait = replace(span.start, end=self._clock.wall(raw.ts_ns), outcome="deadlock")
             self._recent_failures[raw.tid] = (raw.ts_ns, wait)
-        return wait
+            return None
+        return replace(span.start, end=self._clock.wall(raw.ts_ns), outcome="granted")
 
     def deadlock(self, raw: RawLockEvent) -> Deadlock | None:
         """The victim's wait ends here (USDT), or ended just before with an error (uprobe)."""
@@ -109,9 +110,16 @@ class LockWaitTracker:
         return [opened.start for opened in self.pairer.open_spans()]
 
     def sweep(self, alive: Callable[[int], bool]) -> list[LockWait]:
-        """Close the waits of backends that exited while waiting."""
+        """Close the waits of backends that exited while waiting, and release failed waits
+        whose deadlock report never came."""
         now = time.time()
-        return [replace(opened.start, end=now, outcome="gone") for opened in self.pairer.sweep(alive)]
+        gone = [replace(opened.start, end=now, outcome="gone") for opened in self.pairer.sweep(alive)]
+        return gone + self._expired_failures(time.monotonic_ns())
+
+    def _expired_failures(self, now_ns: int) -> list[LockWait]:
+        expired = [tid for tid, (end_ns, _) in self._recent_failures.items()
+                   if now_ns - end_ns > DEADLOCK_REPORT_GRACE_S * 1e9]
+        return [replace(self._recent_failures.pop(tid)[1], outcome="error") for tid in expired]
 
     def _cycle_from(self, victim: LockWait) -> list[LockWait]:
         """The other waits of the deadlock: blockers of the victim that were waiting too."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dbprobe.fingerprint import Fingerprint
+from dbprobe.mylocks import ServerLockTarget
 from dbprobe.pglocks import LockTarget
 
 
@@ -69,7 +70,7 @@ class LockWait:
     tid: int
     db: str
     database: str | None
-    target: LockTarget
+    target: LockTarget | ServerLockTarget  # PostgreSQL's decoded tag; MySQL's kind of lock
     target_name: str  # readable, with catalog names where known
     mode: str
     start: float  # wall clock
