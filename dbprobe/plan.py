@@ -132,9 +132,20 @@ def _uprobe_sites(hook: Hook, binary: ElfBinary) -> list[ProbeSite]:
 
 
 def _display_name(symbol: str) -> str:
-    """A function as users know it: a C++ free function's mangled name by its plain name."""
-    mangled = re.match(r"_Z(\d+)", symbol)
-    return symbol[mangled.end():mangled.end() + int(mangled.group(1))] if mangled else symbol
+    """A function as users know it: dispatch_command for _Z16dispatch_command..., and
+    MDL_wait::timed_wait for _ZN8MDL_wait10timed_wait... (a free or a nested name)."""
+    nested = symbol.startswith("_ZN")
+    position = 3 if nested else 2
+    if not symbol.startswith("_Z"):
+        return symbol
+    parts = []
+    while (length := re.match(r"\d+", symbol[position:])) is not None:
+        start = position + length.end()
+        parts.append(symbol[start:start + int(length.group())])
+        position = start + int(length.group())
+        if not nested:
+            break
+    return "::".join(parts) or symbol
 
 
 def find_function(binary: ElfBinary, name: str) -> Symbol:
