@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import resource
-import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from bench.cluster import BenchServer
 from bench.pgbench import Workload, run_pgbench
 from bench.procstat import MachineCpu, read_machine_cpu, ticks_to_seconds
-from bench.tracers import Mode, attach
+from bench.modes import Mode
+from bench.tracers import Tools, attach
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +50,10 @@ class _Snapshot:
                    usage.ru_utime + usage.ru_stime)
 
 
-def measure(server: BenchServer, mode: Mode, workload: Workload, workdir: Path, *,
+def measure(server: BenchServer, mode: Mode, workload: Workload, tools: Tools, *,
             round_number: int, sequence: int) -> RunResult:
     server.use_pg_stat_statements(mode.pg_stat_statements)
-    attached = attach(mode, server, workload.protocol, workdir)
+    attached = attach(mode, server, workload.protocol, tools)
     try:
         quiet = server.wait_quiet()
         before = _Snapshot.take(server, attached.cpu_ticks())

@@ -23,6 +23,7 @@ import argparse
 import os
 import shlex
 import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -37,7 +38,7 @@ from bench.pgbench import PROTOCOL_FLAGS  # noqa: E402
 from bench.schedule import Measurements, Settings, run_benchmark  # noqa: E402
 from bench.summary import (BASELINE, check_budgets, hit_costs, loss_points,  # noqa: E402
                            summarise)
-from bench.tracers import MODES  # noqa: E402
+from bench.modes import MODES  # noqa: E402
 from dbprobe.errors import DbprobeError  # noqa: E402
 
 RESULTS_FILE = Path(__file__).resolve().parent / "RESULTS.md"
@@ -111,6 +112,7 @@ def build_report(settings: Settings, found: Measurements, command: str) -> rende
     summaries = summarise(found.runs, settings.modes, settings.protocols)
     return render.Report(
         settings=settings, machine=describe_machine(found.postgres_version), command=command,
+        dbprobe_revision=found.dbprobe_revision,
         summaries=summaries, loss=loss_points(found.loss_runs), startups=found.startups,
         hits=found.hits, hit_costs=hit_costs(summaries, found.hits),
         budgets=check_budgets(summaries, found.startups, MIN_TPS_RATIO, MAX_STARTUP_S),
@@ -118,9 +120,22 @@ def build_report(settings: Settings, found: Measurements, command: str) -> rende
     )
 
 
+def interrupt_on_termination() -> None:
+    """SIGTERM and SIGHUP stop the benchmark as Ctrl-C does, through every cleanup (tracers
+    stopped, server stopped, temporary files removed); Ctrl-C works even when started in
+    the background, where a shell makes programs ignore it."""
+    def interrupt(number: int, _frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(number).name)
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for number in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, interrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_arguments(argv)
+    interrupt_on_termination()
     try:
         settings = settings_from(args)
         check_machine(settings)

@@ -3,19 +3,16 @@ kernel and a BPF program run in the backend), counted by bpftrace on the same si
 
 from __future__ import annotations
 
+import json
+import subprocess
 from dataclasses import dataclass
-from pathlib import Path
 
 from bench import bpftrace
 from bench.cluster import BenchServer
+from bench.errors import BenchError
 from bench.pgbench import Workload, run_pgbench
-from bench.tracers import TracerProcess
-from dbprobe.elf import ElfBinary
-from dbprobe.plan import plan_family
-from dbprobe.recipes import load_recipe
-from dbprobe.targets import choose_targets
-
-FAMILIES = ("query", "locks", "txn")
+from bench.tracer_process import TracerProcess
+from bench.tracers import Tools
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,23 +26,22 @@ class ProbeHits:
         return sum(self.per_transaction.get(probe, 0.0) for probe in self.families[family])
 
 
-def dbprobe_probes(server: BenchServer) -> dict[str, tuple[str, ...]]:
-    """The probes dbprobe attaches to this server for each family, as bpftrace names them."""
-    target = choose_targets(pid=server.pid, binary=None, databases=("postgresql",))[0]
-    recipe = load_recipe("postgresql")
-    with ElfBinary(server.binary) as binary:
-        plans = {family: plan_family(recipe, family, binary, target.version) for family in FAMILIES}
-    return {family: tuple(dict.fromkeys(
-                bpftrace.probe_spec(str(server.binary), site.mechanism, site.label, site.on_return)
-                for site in plan.sites))
-            for family, plan in plans.items()}
+def dbprobe_probes(server: BenchServer, tools: Tools) -> dict[str, tuple[str, ...]]:
+    """The probes the dbprobe under test attaches to this server for each family."""
+    done = subprocess.run(tools.dbprobe.module_argv("bench.plan_probes", str(server.pid)),
+                          capture_output=True, text=True, **tools.dbprobe.popen_kwargs())
+    if done.returncode != 0:
+        last_words = (done.stderr.strip().splitlines() or ["(no error output)"])[-1]
+        raise BenchError(f"cannot list dbprobe's probes: {last_words}")
+    return {family: tuple(probes) for family, probes in json.loads(done.stdout).items()}
 
 
-def count_hits(server: BenchServer, workload: Workload, workdir: Path) -> ProbeHits:
-    families = dbprobe_probes(server)
-    every_probe = [probe for probes in families.values() for probe in probes]
-    counter = TracerProcess("bpftrace-hits", ["bpftrace", "-e", bpftrace.hit_count_script(every_probe)],
-                            workdir, ready_mark=bpftrace.READY_LINE, mark_on_stdout=True)
+def count_hits(server: BenchServer, workload: Workload, tools: Tools) -> ProbeHits:
+    families = dbprobe_probes(server, tools)
+    every_probe = list(dict.fromkeys(probe for probes in families.values() for probe in probes))
+    script = bpftrace.hit_count_script(every_probe)
+    counter = TracerProcess("bpftrace-hits", ["bpftrace", "-e", script], tools.workdir,
+                            ready_mark=bpftrace.READY_LINE, mark_on_stdout=True)
     try:
         counter.wait_ready()
         server.wait_quiet()

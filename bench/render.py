@@ -21,7 +21,7 @@ from bench.schedule import Settings
 from bench.startup import StartupResult
 from bench.stats import Spread, spread
 from bench.summary import BudgetCheck, HitCost, LossPoint, ModeSummary
-from bench.tracers import MODES
+from bench.modes import MODES
 
 PROTOCOL_TITLES = {"simple": "simple protocol (pgbench -S)",
                    "extended": "extended protocol (pgbench -M prepared -S)"}
@@ -32,6 +32,7 @@ class Report:
     settings: Settings
     machine: Machine
     command: str
+    dbprobe_revision: str
     summaries: list[ModeSummary]
     loss: list[LossPoint]
     startups: list[StartupResult]
@@ -105,9 +106,9 @@ def _loss_section(report: Report) -> Section | None:
             for s in mode3]
     rows += [[point.protocol, point.clients, f"{point.tps:,.0f}", f"{point.events_per_s:,.0f}",
               f"{point.lost_events:,}", "-", f"{point.tracer_cpu_share:.2f}"] for point in report.loss]
-    notes = []
-    for protocol in report.settings.protocols:
-        notes.append(_loss_verdict(report, protocol))
+    notes = [_loss_verdict(report, protocol) for protocol in report.settings.protocols]
+    notes.append("dbprobe's stdout goes to a file, not /dev/null, so that its final summary "
+                 "(statements, lost_events) can be read; either way it is one write per event.")
     return Section("dbprobe slow --threshold 0: every statement to user space",
                    ["protocol", "clients", "TPS", "events/s", "lost", "tracer us/event",
                     "tracer CPU (cores)"], rows, notes)
@@ -210,7 +211,8 @@ def _signed(value: Spread | None) -> str:
 
 
 def text(report: Report) -> str:
-    parts = [_headline(report), _machine_line(report.machine)]
+    parts = [_headline(report), _machine_line(report.machine),
+             f"dbprobe under test: {report.dbprobe_revision}"]
     for section in sections(report):
         parts.append(f"\n{section.title}\n"
                      + tabulate(section.rows, headers=section.headers, tablefmt="simple",
@@ -234,6 +236,7 @@ def markdown(report: Report) -> str:
         f"- memory: {machine.memory_gib} GiB",
         f"- kernel: {machine.kernel}; {machine.distribution}",
         f"- {machine.postgres}; {machine.bpftrace}; Python {machine.python}",
+        f"- dbprobe under test: {report.dbprobe_revision}",
         f"- date: {machine.date}; load average at start "
         + ", ".join(f"{load:.2f}" for load in machine.load_average),
         f"- {_noise_note(report.runs)}",
@@ -258,6 +261,7 @@ def markdown(report: Report) -> str:
 def as_json(report: Report) -> str:
     document = {
         "command": report.command,
+        "dbprobe_revision": report.dbprobe_revision,
         "settings": dataclasses.asdict(report.settings),
         "machine": dataclasses.asdict(report.machine),
         "summaries": [dataclasses.asdict(summary) for summary in report.summaries],

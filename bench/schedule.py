@@ -13,8 +13,10 @@ from bench.cluster import BenchServer
 from bench.measure import RunResult, measure
 from bench.pgbench import Workload
 from bench.probehits import ProbeHits, count_hits
+from bench.snapshot import take_snapshot
 from bench.startup import StartupResult, time_to_first_event
-from bench.tracers import MODES
+from bench.modes import MODES
+from bench.tracers import Tools
 
 LOSS_SEARCH_MODE = "slow-all"
 
@@ -75,6 +77,7 @@ class Measurements:
     startups: list[StartupResult] = field(default_factory=list)
     hits: list[ProbeHits] = field(default_factory=list)
     postgres_version: str = ""
+    dbprobe_revision: str = ""
 
 
 Progress = Callable[[str], None]
@@ -89,22 +92,23 @@ def run_benchmark(settings: Settings, progress: Progress = stderr_progress) -> M
     progress(f"initialising a pgbench database of scale {settings.scale}")
     with tempfile.TemporaryDirectory(prefix="dbprobe-bench-out-") as scratch, \
             BenchServer(scale=settings.scale, warmup_seconds=settings.warmup_seconds) as server:
-        workdir = Path(scratch)
+        tools = Tools(workdir=Path(scratch), dbprobe=take_snapshot(Path(scratch) / "dbprobe-under-test"))
         found.postgres_version = server.version()
-        _interleaved_rounds(server, settings, workdir, found, progress)
-        _loss_search(server, settings, workdir, found, progress)
+        found.dbprobe_revision = tools.dbprobe.revision
+        _interleaved_rounds(server, settings, tools, found, progress)
+        _loss_search(server, settings, tools, found, progress)
         server.use_pg_stat_statements(False)
-        _startup_trials(server, settings, found, progress)
-        _probe_hits(server, settings, workdir, found, progress)
+        _startup_trials(server, settings, tools, found, progress)
+        _probe_hits(server, settings, tools, found, progress)
     return found
 
 
-def _interleaved_rounds(server: BenchServer, settings: Settings, workdir: Path,
+def _interleaved_rounds(server: BenchServer, settings: Settings, tools: Tools,
                         found: Measurements, progress: Progress) -> None:
     steps = interleaved_schedule(settings.modes, settings.protocols, settings.rounds)
     for index, step in enumerate(steps, start=1):
         workload = Workload(step.protocol, settings.clients, settings.seconds)
-        run = measure(server, MODES[step.mode], workload, workdir, round_number=step.round,
+        run = measure(server, MODES[step.mode], workload, tools, round_number=step.round,
                       sequence=len(found.runs))
         found.runs.append(run)
         progress(f"[{index}/{len(steps)}] round {step.round} {step.mode:<9} {step.protocol:<8} "
@@ -112,7 +116,7 @@ def _interleaved_rounds(server: BenchServer, settings: Settings, workdir: Path,
                  f" + tracer {run.tracer_cpu_s * 1e6 / run.transactions:5.1f} us/txn")
 
 
-def _loss_search(server: BenchServer, settings: Settings, workdir: Path, found: Measurements,
+def _loss_search(server: BenchServer, settings: Settings, tools: Tools, found: Measurements,
                  progress: Progress) -> None:
     """Mode 3 with ever more clients until events are lost (the runs at the usual client
     count are the interleaved ones)."""
@@ -124,7 +128,7 @@ def _loss_search(server: BenchServer, settings: Settings, workdir: Path, found: 
             continue  # loss already at the usual client count
         for clients in clients_ladder(settings.clients, settings.max_clients):
             workload = Workload(protocol, clients, settings.seconds)
-            run = measure(server, MODES[LOSS_SEARCH_MODE], workload, workdir, round_number=0,
+            run = measure(server, MODES[LOSS_SEARCH_MODE], workload, tools, round_number=0,
                           sequence=len(found.runs) + len(found.loss_runs))
             found.loss_runs.append(run)
             progress(f"loss search {protocol} -c {clients}: {run.events or 0:,} events, "
@@ -133,22 +137,22 @@ def _loss_search(server: BenchServer, settings: Settings, workdir: Path, found: 
                 break
 
 
-def _startup_trials(server: BenchServer, settings: Settings, found: Measurements,
-                    progress: Progress) -> None:
+def _startup_trials(server: BenchServer, settings: Settings, tools: Tools,
+                    found: Measurements, progress: Progress) -> None:
     for trial in range(1, settings.startup_trials + 1):
-        startup = time_to_first_event(server)
+        startup = time_to_first_event(server, tools.dbprobe)
         found.startups.append(startup)
         progress(f"start-up trial {trial}: attached after {startup.to_attached_s:.2f} s, "
                  f"first event after {startup.to_first_event_s:.2f} s")
 
 
-def _probe_hits(server: BenchServer, settings: Settings, workdir: Path, found: Measurements,
+def _probe_hits(server: BenchServer, settings: Settings, tools: Tools, found: Measurements,
                 progress: Progress) -> None:
     if not settings.count_probe_hits:
         return
     for protocol in settings.protocols:
         hits = count_hits(server, Workload(protocol, settings.clients, min(settings.seconds, 5)),
-                          workdir)
+                          tools)
         found.hits.append(hits)
         progress(f"probe hits per transaction ({protocol}): "
                  + ", ".join(f"{family} {hits.family_hits(family):.1f}" for family in hits.families))

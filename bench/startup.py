@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from bench.cluster import BenchServer
 from bench.errors import BenchError
 from bench.procstat import peak_rss_kib
-from bench.tracers import ATTACHED_MARK, dbprobe_argv
+from bench.snapshot import DbprobeSnapshot
+from bench.tracers import ATTACHED_MARK
 
 SLEEP_STATEMENT = "SELECT pg_sleep(0.2);\n"
 FEED_INTERVAL_S = 0.2  # one statement per statement's duration: psql never runs dry
@@ -32,7 +33,7 @@ class StartupResult:
     peak_rss_kib: int | None
 
 
-def time_to_first_event(server: BenchServer) -> StartupResult:
+def time_to_first_event(server: BenchServer, dbprobe: DbprobeSnapshot) -> StartupResult:
     session = server.server.run_as_postgres(
         ["psql", "-X", "-q", "-o", "/dev/null"], stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
@@ -41,7 +42,7 @@ def time_to_first_event(server: BenchServer) -> StartupResult:
     feeder.start()
     time.sleep(0.5)  # the session's backend exists before dbprobe starts
     try:
-        return _run_dbprobe_until_first_event(server.pid)
+        return _run_dbprobe_until_first_event(server.pid, dbprobe)
     finally:
         stop_feeding.set()
         feeder.join()
@@ -60,10 +61,11 @@ def _feed(session: subprocess.Popen, stop: threading.Event) -> None:
         pass
 
 
-def _run_dbprobe_until_first_event(pid: int) -> StartupResult:
+def _run_dbprobe_until_first_event(pid: int, dbprobe: DbprobeSnapshot) -> StartupResult:
     started = time.monotonic()
-    process = subprocess.Popen(dbprobe_argv("slow", "--json", "-p", str(pid)),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(dbprobe.argv("slow", "--json", "-p", str(pid)),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               **dbprobe.popen_kwargs())
     attached_at: list[float] = []
     stderr_lines: list[str] = []
     reader = threading.Thread(target=_follow_stderr, daemon=True,

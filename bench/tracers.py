@@ -1,4 +1,4 @@
-"""The configurations compared: what is attached to the server during a run.
+"""What is attached to the server during a run, for each configuration.
 
 Each configuration is attached before a run and finished after it; while attached it says
 how much CPU its own processes used and their peak memory, and when finished how many
@@ -8,51 +8,26 @@ events it lost.
 
 from __future__ import annotations
 
-import json
-import signal
-import subprocess
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from bench import bpftrace
 from bench.cluster import BenchServer
-from bench.errors import BenchError
-from bench.procstat import peak_rss_kib, read_process_cpu
+from bench.modes import Mode
+from bench.snapshot import DbprobeSnapshot
+from bench.tracer_process import TracerProcess
 from bench.usdt import semaphore_file_offset, semaphore_value
 
-READY_TIMEOUT_S = 180.0  # three BPF compilations at once on a small machine take a while
-STOP_TIMEOUT_S = 120.0
 ATTACHED_MARK = "probes attached"  # dbprobe's status line once its probes are in place
-SUMMARY_TAIL_BYTES = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
-class Mode:
-    key: str
-    title: str
-    command: str  # what a user would type, for the report
-    pg_stat_statements: bool = False
+class Tools:
+    """What starting a tracer needs: where its output goes, which dbprobe to run."""
 
-
-MODES: dict[str, Mode] = {mode.key: mode for mode in (
-    Mode("baseline", "no tracing", "(nothing attached)"),
-    Mode("slow", "dbprobe slow 100ms", "dbprobe slow --threshold 100ms --json -p PID"),
-    Mode("slow-all", "dbprobe slow 0 (all)",
-         "dbprobe slow --threshold 0 --json -p PID > FILE"),
-    Mode("three", "slow+locks+txn",
-         "dbprobe slow --threshold 100ms --json -p PID & dbprobe locks --json -p PID & "
-         "dbprobe txn --threshold 100ms --json -p PID"),
-    Mode("bpftrace", "bpftrace hist (ref)",
-         "bpftrace -e 'usdt:...:query__start {@start[tid]=nsecs} usdt:...:query__done "
-         "/@start[tid]/ {@=hist(nsecs-@start[tid]); delete(@start[tid])}' (extended: "
-         "query__execute__start/done)"),
-    Mode("pgss", "pg_stat_statements",
-         "shared_preload_libraries=pg_stat_statements; CREATE EXTENSION pg_stat_statements",
-         pg_stat_statements=True),
-)}
+    workdir: Path
+    dbprobe: DbprobeSnapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,87 +36,6 @@ class TracerCounts:
     events: int | None = None  # statements delivered to user space
     lost_events: int | None = None
     check: str = ""  # what was verified about the configuration, for the report
-
-
-class TracerProcess:
-    """One tracer running in the background, its output in files of ``workdir``."""
-
-    def __init__(self, name: str, argv: list[str], workdir: Path, *, ready_mark: str,
-                 mark_on_stdout: bool = False) -> None:
-        self.name = name
-        self.stdout_path = workdir / f"{name}.out"
-        self.stderr_path = workdir / f"{name}.err"
-        self._ready_path = self.stdout_path if mark_on_stdout else self.stderr_path
-        self._ready_mark = ready_mark
-        self.started = time.monotonic()
-        with open(self.stdout_path, "wb") as stdout, open(self.stderr_path, "wb") as stderr:
-            self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout,
-                                            stderr=stderr)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def wait_ready(self) -> float:
-        """Seconds from its start until it said its probes are attached."""
-        while time.monotonic() - self.started < READY_TIMEOUT_S:
-            if self._ready_mark in self._ready_path.read_text(errors="replace"):
-                return time.monotonic() - self.started
-            if self.process.poll() is not None:
-                raise BenchError(f"{self.name} exited with {self.process.returncode} before "
-                                 f"attaching: {self.stderr_tail()}")
-            time.sleep(0.02)
-        self.kill()
-        raise BenchError(f"{self.name} did not attach within {READY_TIMEOUT_S:.0f} s")
-
-    def cpu_ticks(self) -> int:
-        cpu = read_process_cpu(self.pid)
-        if cpu is None:
-            raise BenchError(f"{self.name} exited during the run: {self.stderr_tail()}")
-        return cpu.total_ticks
-
-    def peak_rss_kib(self) -> int | None:
-        return peak_rss_kib(self.pid)
-
-    def stop(self) -> None:
-        """SIGINT (a tracer prints its summary then) and wait; an error if it fails."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise BenchError(f"{self.name} did not stop within {STOP_TIMEOUT_S:.0f} s") from None
-        if self.process.returncode != 0:
-            raise BenchError(f"{self.name} exited with {self.process.returncode}: "
-                             f"{self.stderr_tail()}")
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-    def stderr_tail(self) -> str:
-        lines = self.stderr_path.read_text(errors="replace").strip().splitlines()
-        return " | ".join(lines[-3:]) or "(nothing on stderr)"
-
-    def summary(self) -> dict:
-        """The last JSON summary dbprobe printed on stdout."""
-        for line in reversed(_tail_lines(self.stdout_path)):
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict) and record.get("event") == "summary":
-                return record
-        raise BenchError(f"{self.name} printed no summary: {self.stderr_tail()}")
-
-
-def _tail_lines(path: Path) -> list[str]:
-    with open(path, "rb") as stream:
-        stream.seek(0, 2)
-        stream.seek(max(stream.tell() - SUMMARY_TAIL_BYTES, 0))
-        return stream.read().decode(errors="replace").splitlines()
 
 
 class Attached:
@@ -224,27 +118,23 @@ class PgStatStatementsAttached(Attached):
         return TracerCounts(statements=int(calls.strip()))
 
 
-def dbprobe_argv(*args: str) -> list[str]:
-    return [sys.executable, "-m", "dbprobe", *args]
-
-
-def attach(mode: Mode, server: BenchServer, protocol: str, workdir: Path) -> Attached:
+def attach(mode: Mode, server: BenchServer, protocol: str, tools: Tools) -> Attached:
     """Attach ``mode`` to the server; the server must already be in the mode's state."""
-    return _ATTACHERS[mode.key](server, protocol, workdir)
+    return _ATTACHERS[mode.key](server, protocol, tools)
 
 
-def _nothing(server: BenchServer, protocol: str, workdir: Path) -> Attached:
+def _nothing(server: BenchServer, protocol: str, tools: Tools) -> Attached:
     return Attached([])
 
 
-def _dbprobe(*commands: list[str]) -> Callable[[BenchServer, str, Path], Attached]:
-    def start(server: BenchServer, protocol: str, workdir: Path) -> Attached:
+def _dbprobe(*commands: list[str]) -> Callable[[BenchServer, str, Tools], Attached]:
+    def start(server: BenchServer, protocol: str, tools: Tools) -> Attached:
         processes: list[TracerProcess] = []
         try:
             for command in commands:
                 processes.append(TracerProcess(
-                    f"dbprobe-{command[0]}", dbprobe_argv(*command, "-p", str(server.pid)),
-                    workdir, ready_mark=ATTACHED_MARK))
+                    f"dbprobe-{command[0]}", tools.dbprobe.argv(*command, "-p", str(server.pid)),
+                    tools.workdir, ready_mark=ATTACHED_MARK, **tools.dbprobe.popen_kwargs()))
         except BaseException:
             for process in processes:
                 process.kill()
@@ -253,9 +143,9 @@ def _dbprobe(*commands: list[str]) -> Callable[[BenchServer, str, Path], Attache
     return start
 
 
-def _bpftrace(server: BenchServer, protocol: str, workdir: Path) -> Attached:
+def _bpftrace(server: BenchServer, protocol: str, tools: Tools) -> Attached:
     script = bpftrace.reference_script(str(server.binary), protocol)
-    process = TracerProcess("bpftrace", ["bpftrace", "-e", script], workdir,
+    process = TracerProcess("bpftrace", ["bpftrace", "-e", script], tools.workdir,
                             ready_mark=bpftrace.READY_LINE, mark_on_stdout=True)
     return BpftraceAttached(process, server, bpftrace.REFERENCE_PROBES[protocol][0])
 
@@ -269,11 +159,11 @@ def _semaphore_check(server: BenchServer, probe: str) -> str:
     return f"{probe} semaphore {'set' if value else 'NOT set'} ({value}) in the postmaster"
 
 
-def _pg_stat_statements(server: BenchServer, protocol: str, workdir: Path) -> Attached:
+def _pg_stat_statements(server: BenchServer, protocol: str, tools: Tools) -> Attached:
     return PgStatStatementsAttached(server)
 
 
-_ATTACHERS: dict[str, Callable[[BenchServer, str, Path], Attached]] = {
+_ATTACHERS: dict[str, Callable[[BenchServer, str, Tools], Attached]] = {
     "baseline": _nothing,
     "slow": _dbprobe(["slow", "--threshold", "100ms", "--json"]),
     "slow-all": _dbprobe(["slow", "--threshold", "0", "--json"]),

@@ -1,0 +1,32 @@
+"""The configurations the benchmark compares, as a user would run them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Mode:
+    key: str
+    title: str
+    command: str  # what a user would type, for the report
+    pg_stat_statements: bool = False
+
+
+MODES: dict[str, Mode] = {mode.key: mode for mode in (
+    Mode("baseline", "no tracing", "(nothing attached)"),
+    Mode("slow", "dbprobe slow 100ms", "dbprobe slow --threshold 100ms --json -p PID"),
+    Mode("slow-all", "dbprobe slow 0 (all)",
+         "dbprobe slow --threshold 0 --json -p PID > FILE"),
+    Mode("three", "slow+locks+txn",
+         "dbprobe slow --threshold 100ms --json -p PID & dbprobe locks --json -p PID & "
+         "dbprobe txn --threshold 100ms --json -p PID"),
+    Mode("bpftrace", "bpftrace hist (ref)",
+         "bpftrace -e 'usdt:POSTGRES:postgresql:query__start { @start[tid] = nsecs; } "
+         "usdt:POSTGRES:postgresql:query__done /@start[tid]/ { @latency_ns = "
+         "hist(nsecs - @start[tid]); delete(@start[tid]); }' (extended protocol: "
+         "query__execute__start and query__execute__done)"),
+    Mode("pgss", "pg_stat_statements",
+         "shared_preload_libraries=pg_stat_statements; CREATE EXTENSION pg_stat_statements",
+         pg_stat_statements=True),
+)}

@@ -1,0 +1,59 @@
+"""The dbprobe under test, frozen when the benchmark starts.
+
+A full benchmark runs for half an hour. The tracers it starts all run a copy of dbprobe
+(the package and its probes/) taken at the start, so that edits to the working tree in
+the meantime do not mix two versions into one set of results.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dbprobe
+from dbprobe.recipes import probes_dir
+
+REPOSITORY = Path(__file__).resolve().parents[1]  # holds bench/, for helpers run as modules
+
+
+@dataclass(frozen=True, slots=True)
+class DbprobeSnapshot:
+    root: Path  # holds dbprobe/ and probes/
+    revision: str  # what was copied: a git description, or the package version
+
+    def argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "dbprobe", *args]
+
+    def module_argv(self, module: str, *args: str) -> list[str]:
+        """A module of bench/ run with the snapshot's dbprobe."""
+        return [sys.executable, "-m", module, *args]
+
+    def popen_kwargs(self) -> dict[str, Any]:
+        """Where and how to start these: ``python -m`` puts the working directory first on
+        sys.path (so not the repository's), then PYTHONPATH, then the installed dbprobe."""
+        return {"cwd": self.root,
+                "env": {**os.environ, "PYTHONPATH": os.pathsep.join([str(self.root), str(REPOSITORY)])}}
+
+
+def take_snapshot(dest: Path) -> DbprobeSnapshot:
+    package = Path(dbprobe.__file__).resolve().parent
+    ignored = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(package, dest / "dbprobe", ignore=ignored)
+    shutil.copytree(probes_dir(), dest / "probes", ignore=ignored)
+    return DbprobeSnapshot(root=dest, revision=_revision(package.parent))
+
+
+def _revision(source: Path) -> str:
+    try:
+        described = subprocess.run(["git", "-C", str(source), "describe", "--always", "--dirty"],
+                                   capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        described = None
+    if described is not None and described.returncode == 0 and described.stdout.strip():
+        return f"git {described.stdout.strip()}"
+    return f"version {getattr(dbprobe, '__version__', 'unknown')}"
