@@ -34,8 +34,18 @@ def reference_script(binary: str, protocol: str) -> str:
 
 def hit_count_script(probes: Iterable[str]) -> str:
     """Count the hits of each probe (``usdt:BIN:provider:name``, ``uprobe:BIN:symbol``)."""
+    return _on_every_probe(probes, "@hits[probe] = count();")
+
+
+def empty_probes_script(probes: Iterable[str]) -> str:
+    """The probes with nothing to do: what the hits alone cost (the trap into the kernel,
+    the BPF program's entry and exit)."""
+    return _on_every_probe(probes, "")
+
+
+def _on_every_probe(probes: Iterable[str], action: str) -> str:
     listed = ",\n".join(dict.fromkeys(probes))
-    return f'BEGIN {{ printf("{READY_LINE}\\n"); }}\n{listed}\n{{ @hits[probe] = count(); }}\n'
+    return f'BEGIN {{ printf("{READY_LINE}\\n"); }}\n{listed}\n{{ {action} }}\n'
 
 
 def histogram_total(output: str) -> int:

@@ -11,6 +11,7 @@ class Mode:
     title: str
     command: str  # what a user would type, for the report
     pg_stat_statements: bool = False
+    default: bool = True  # run unless --modes says otherwise
 
 
 MODES: dict[str, Mode] = {mode.key: mode for mode in (
@@ -29,4 +30,7 @@ MODES: dict[str, Mode] = {mode.key: mode for mode in (
     Mode("pgss", "pg_stat_statements",
          "shared_preload_libraries=pg_stat_statements; CREATE EXTENSION pg_stat_statements",
          pg_stat_statements=True),
+    Mode("empty", "empty probes (floor)",
+         "bpftrace -e 'PROBES { }' where PROBES are those dbprobe slow attaches: what the "
+         "probe hits alone cost", default=False),
 )}

@@ -61,9 +61,10 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--clients", type=_positive, default=4, help="pgbench clients (default 4)")
     parser.add_argument("--protocols", help="simple, extended or both, comma-separated "
                                             f"(default {DEFAULTS['protocols']})")
-    parser.add_argument("--modes", default=",".join(MODES),
-                        help=f"configurations, comma-separated (default all: {','.join(MODES)}); "
-                             "the baseline is always included")
+    parser.add_argument("--modes", default=",".join(key for key, mode in MODES.items() if mode.default),
+                        help="configurations, comma-separated, from "
+                             f"{','.join(MODES)} (default all but empty); the baseline is "
+                             "always included")
     parser.add_argument("--max-clients", type=_positive,
                         help="the search for event loss doubles the clients up to this "
                              f"(default {DEFAULTS['max_clients']})")

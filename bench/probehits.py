@@ -3,13 +3,10 @@ kernel and a BPF program run in the backend), counted by bpftrace on the same si
 
 from __future__ import annotations
 
-import json
-import subprocess
 from dataclasses import dataclass
 
 from bench import bpftrace
 from bench.cluster import BenchServer
-from bench.errors import BenchError
 from bench.pgbench import Workload, run_pgbench
 from bench.tracer_process import TracerProcess
 from bench.tracers import Tools
@@ -26,18 +23,8 @@ class ProbeHits:
         return sum(self.per_transaction.get(probe, 0.0) for probe in self.families[family])
 
 
-def dbprobe_probes(server: BenchServer, tools: Tools) -> dict[str, tuple[str, ...]]:
-    """The probes the dbprobe under test attaches to this server for each family."""
-    done = subprocess.run(tools.dbprobe.module_argv("bench.plan_probes", str(server.pid)),
-                          capture_output=True, text=True, **tools.dbprobe.popen_kwargs())
-    if done.returncode != 0:
-        last_words = (done.stderr.strip().splitlines() or ["(no error output)"])[-1]
-        raise BenchError(f"cannot list dbprobe's probes: {last_words}")
-    return {family: tuple(probes) for family, probes in json.loads(done.stdout).items()}
-
-
 def count_hits(server: BenchServer, workload: Workload, tools: Tools) -> ProbeHits:
-    families = dbprobe_probes(server, tools)
+    families = tools.dbprobe.planned_probes(server.pid)
     every_probe = list(dict.fromkeys(probe for probes in families.values() for probe in probes))
     script = bpftrace.hit_count_script(every_probe)
     counter = TracerProcess("bpftrace-hits", ["bpftrace", "-e", script], tools.workdir,

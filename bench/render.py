@@ -152,24 +152,26 @@ def _startup_section(report: Report) -> Section | None:
 def _hits_section(report: Report) -> Section | None:
     if not report.hits:
         return None
+    families = list(report.hits[0].families)
+    costed = list(dict.fromkeys(cost.mode for cost in report.hit_costs))
     rows = []
     for hits in report.hits:
         costs = {cost.mode: cost for cost in report.hit_costs if cost.protocol == hits.protocol}
-        rows.append([hits.protocol, *(f"{hits.family_hits(family):.2f}" for family in hits.families),
-                     2, _per_hit(costs.get("slow")), _per_hit(costs.get("bpftrace"))])
-    families = list(report.hits[0].families)
+        rows.append([hits.protocol, *(f"{hits.family_hits(family):.2f}" for family in families),
+                     *(_per_hit(costs.get(mode)) for mode in costed)])
     notes = ["BPF program runs in the backends per transaction, counted with bpftrace on the "
              "sites dbprobe attaches (statement__status is in every family: with all three "
              "commands attached it runs three programs per hit).",
              "us/hit: extra backend CPU per transaction over the neighbouring baselines "
-             "(median of the runs) divided by the hits; the reference attaches two probes."]
+             "(median of the runs) divided by the hits: dbprobe slow's query probes, the "
+             "same probes with empty programs, the reference's two probes."]
     for hits in report.hits:
         detail = [f"{probe.rsplit(':', 1)[-1]} {per_txn:.2f}"
                   for probe, per_txn in hits.per_transaction.items() if per_txn >= 0.005]
         notes.append(f"per probe ({hits.protocol}): " + ", ".join(detail))
     return Section("probe hits per transaction",
-                   ["protocol", *(f"dbprobe {family}" for family in families), "reference",
-                    "slow: us/hit", "reference: us/hit"], rows, notes)
+                   ["protocol", *(f"dbprobe {family}" for family in families),
+                    *(f"{MODES[mode].title}: us/hit" for mode in costed)], rows, notes)
 
 
 def _per_hit(cost: HitCost | None) -> str:

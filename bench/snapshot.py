@@ -7,6 +7,7 @@ the meantime do not mix two versions into one set of results.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import dbprobe
+from bench.errors import BenchError
 from dbprobe.recipes import probes_dir
 
 REPOSITORY = Path(__file__).resolve().parents[1]  # holds bench/, for helpers run as modules
@@ -38,6 +40,17 @@ class DbprobeSnapshot:
         sys.path (so not the repository's), then PYTHONPATH, then the installed dbprobe."""
         return {"cwd": self.root,
                 "env": {**os.environ, "PYTHONPATH": os.pathsep.join([str(self.root), str(REPOSITORY)])}}
+
+
+    def planned_probes(self, pid: int) -> dict[str, tuple[str, ...]]:
+        """The probes this dbprobe attaches to a PostgreSQL server for each report family,
+        named as bpftrace names them."""
+        done = subprocess.run(self.module_argv("bench.plan_probes", str(pid)),
+                              capture_output=True, text=True, **self.popen_kwargs())
+        if done.returncode != 0:
+            last_words = (done.stderr.strip().splitlines() or ["(no error output)"])[-1]
+            raise BenchError(f"cannot list dbprobe's probes: {last_words}")
+        return {family: tuple(probes) for family, probes in json.loads(done.stdout).items()}
 
 
 def take_snapshot(dest: Path) -> DbprobeSnapshot:

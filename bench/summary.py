@@ -160,12 +160,14 @@ class HitCost:
 
 
 def hit_costs(summaries: Sequence[ModeSummary], hits: Sequence[ProbeHits]) -> list[HitCost]:
-    """For dbprobe slow (the query family's probes) and the bpftrace reference (two probes
-    per statement): extra backend CPU per transaction over the baseline, per probe hit."""
+    """For dbprobe slow and the empty probes (the query family's probes) and the bpftrace
+    reference (two probes per statement): extra backend CPU per transaction over the
+    baseline, per probe hit."""
     found = {(summary.mode, summary.protocol): summary for summary in summaries}
     costs = []
     for probe_hits in hits:
-        for mode, hits_per_txn in (("slow", probe_hits.family_hits("query")), ("bpftrace", 2.0)):
+        query_hits = probe_hits.family_hits("query")
+        for mode, hits_per_txn in (("slow", query_hits), ("empty", query_hits), ("bpftrace", 2.0)):
             summary = found.get((mode, probe_hits.protocol))
             if summary is None or summary.extra_server_us_per_txn is None:
                 continue

@@ -159,6 +159,12 @@ def _semaphore_check(server: BenchServer, probe: str) -> str:
     return f"{probe} semaphore {'set' if value else 'NOT set'} ({value}) in the postmaster"
 
 
+def _empty_probes(server: BenchServer, protocol: str, tools: Tools) -> Attached:
+    script = bpftrace.empty_probes_script(tools.dbprobe.planned_probes(server.pid)["query"])
+    return Attached([TracerProcess("bpftrace-empty", ["bpftrace", "-e", script], tools.workdir,
+                                   ready_mark=bpftrace.READY_LINE, mark_on_stdout=True)])
+
+
 def _pg_stat_statements(server: BenchServer, protocol: str, tools: Tools) -> Attached:
     return PgStatStatementsAttached(server)
 
@@ -171,4 +177,5 @@ _ATTACHERS: dict[str, Callable[[BenchServer, str, Tools], Attached]] = {
                       ["txn", "--threshold", "100ms", "--json"]),
     "bpftrace": _bpftrace,
     "pgss": _pg_stat_statements,
+    "empty": _empty_probes,
 }

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from bench.bpftrace import histogram_total, probe_counts, probe_spec, reference_script
+from bench.bpftrace import (READY_LINE, empty_probes_script, hit_count_script, histogram_total,
+                            probe_counts, probe_spec, reference_script)
 from bench.measure import RunResult
 from bench.pgbench import Workload, parse_pgbench_output
 from bench.procstat import (CLOCK_TICKS_PER_S, MachineCpu, ProcessCpu, parse_machine_stat,
@@ -314,3 +315,13 @@ def test_the_reference_times_the_probes_that_fire_for_its_protocol(protocol: str
     assert f"usdt:/b/postgres:postgresql:{start} {{ @start[tid] = nsecs; }}" in script
     assert f"usdt:/b/postgres:postgresql:{done} /@start[tid]/" in script
     assert "hist(nsecs - @start[tid])" in script
+
+
+def test_the_floor_attaches_every_probe_once_with_nothing_to_do() -> None:
+    probes = ["usdt:/b/postgres:postgresql:statement__status", "uprobe:/b/postgres:LockRelease",
+              "usdt:/b/postgres:postgresql:statement__status"]
+    script = empty_probes_script(probes)
+    assert script.count("statement__status") == 1
+    assert "usdt:/b/postgres:postgresql:statement__status,\nuprobe:/b/postgres:LockRelease\n{  }" in script
+    assert READY_LINE in script
+    assert "@hits[probe] = count();" in hit_count_script(probes)
