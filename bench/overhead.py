@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("overhead: interrupted", file=sys.stderr)
         return 130
-    report = build_report(settings, found, "python bench/overhead.py " + shlex.join(argv))
+    report = build_report(settings, found, shlex.join(["python", "bench/overhead.py", *argv]))
     print(render.as_json(report) if args.json else render.text(report))
     results = args.results if args.results is not None else (None if args.quick else RESULTS_FILE)
     if results is not None:
