@@ -1,9 +1,9 @@
 /*
- * query.h: what every database's query program does when a statement completes.
+ * query.h: what every database's query program does with a statement's text and when it
+ * completes.
  *
  * The hot path: every statement updates the per-CPU totals and the latency histogram in
- * kernel maps; only statements at or over DBP_QUERY_THRESHOLD_NS read their text and travel to
- * user space.
+ * kernel maps; only statements at or over DBP_QUERY_THRESHOLD_NS travel to user space.
  */
 #ifndef DBPROBE_QUERY_H
 #define DBPROBE_QUERY_H
@@ -14,7 +14,7 @@
 #define DBP_QUERY_THRESHOLD_NS 0
 #endif
 
-BPF_PERCPU_ARRAY(query_scratch, struct dbp_query_event, 1);
+BPF_PERCPU_ARRAY(query_scratch, struct dbp_query_event, 1);  /* an event being assembled */
 
 /*
  * Copy the statement text at `text` (user memory of the current process) into the event.
@@ -64,13 +64,6 @@ static __always_inline void dbp_fill_event_head(struct dbp_query_event *ev, u64 
 	ev->database = 0;
 }
 
-static __always_inline void dbp_fill_event(struct dbp_query_event *ev, u64 start_ns, u64 end_ns,
-					   u64 text, u32 text_len, u16 hook, u8 protocol, u8 flags)
-{
-	dbp_fill_event_head(ev, start_ns, end_ns, hook, protocol, flags);
-	dbp_read_text(ev, text, text_len);
-}
-
 /* The bytes of the event worth sending: its head and its text, not the unused buffer. */
 static __always_inline u32 dbp_event_size(struct dbp_query_event *ev)
 {
@@ -78,18 +71,6 @@ static __always_inline u32 dbp_event_size(struct dbp_query_event *ev)
 	if (size > sizeof(*ev))
 		size = sizeof(*ev);
 	return size;
-}
-
-static __always_inline void dbp_emit_query(u64 start_ns, u64 end_ns, u64 text, u32 text_len,
-					   u16 hook, u8 protocol, u8 flags, u32 database)
-{
-	u32 zero = 0;
-	struct dbp_query_event *ev = query_scratch.lookup(&zero);
-	if (!ev)
-		return;
-	dbp_fill_event(ev, start_ns, end_ns, text, text_len, hook, protocol, flags);
-	ev->database = database;
-	dbp_submit(ev, dbp_event_size(ev));
 }
 
 static __always_inline void dbp_count_query(u8 protocol, u64 duration)
@@ -100,18 +81,6 @@ static __always_inline void dbp_count_query(u8 protocol, u64 duration)
 		t->query_ns += duration;
 	}
 	dbp_hist_add(protocol, duration);
-}
-
-/* A statement ended: count it, bucket it, and send it on if it was slow. */
-static __always_inline void dbp_query_done(u64 start_ns, u64 text, u32 text_len, u16 hook,
-					   u8 protocol, u8 flags, u32 database)
-{
-	u64 now = bpf_ktime_get_ns();
-	u64 duration = now - start_ns;
-
-	dbp_count_query(protocol, duration);
-	if (duration >= DBP_QUERY_THRESHOLD_NS)
-		dbp_emit_query(start_ns, now, text, text_len, hook, protocol, flags, database);
 }
 
 #endif /* DBPROBE_QUERY_H */

@@ -23,6 +23,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
+@pytest.fixture(autouse=True)
+def _no_tracer_outlives_its_test() -> Iterator[None]:
+    """A test that fails before stopping its dbprobe must not leave it attached."""
+    yield
+    from tests.support.tracing import kill_leftover_runs
+
+    kill_leftover_runs()
+
+
 @pytest.fixture
 def require_root_bpf() -> None:
     """Skip the requesting test unless it runs as root, which BPF needs; CI runs as root."""

@@ -120,7 +120,7 @@ def test_interval_prints_a_digest_per_window(pg_server, require_root_bpf):
 
 def test_detach_lowers_the_usdt_semaphores(pg_server, require_root_bpf):
     binary = ElfBinary(str(pg_server.bindir / "postgres"))
-    (probe,) = binary.usdt_probe_sites("postgresql", "query__start")
+    (probe,) = binary.usdt_probe_sites("postgresql", "statement__status")
     postmaster = pg_server.pid
     # 0 unless another tracer on this machine is attached to the same binary right now.
     before = semaphore_value(postmaster, binary.path, probe.semaphore)

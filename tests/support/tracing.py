@@ -15,6 +15,9 @@ from pathlib import Path
 ATTACH_TIMEOUT_S = 60.0
 ATTACHED_MARK = "probes attached"
 
+# Every run started, so a failing test cannot leave a tracer attached (conftest kills them).
+STARTED_RUNS: list["DbprobeRun"] = []
+
 
 @dataclass
 class Finished:
@@ -46,6 +49,7 @@ class DbprobeRun:
         )
         self._reader = threading.Thread(target=self._follow_stderr, daemon=True)
         self._reader.start()
+        STARTED_RUNS.append(self)
 
     def _follow_stderr(self) -> None:
         for line in self.process.stderr:
@@ -88,6 +92,11 @@ class DbprobeRun:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
+
+
+def kill_leftover_runs() -> None:
+    while STARTED_RUNS:
+        STARTED_RUNS.pop().kill()
 
 
 def run_dbprobe(*args: str, timeout: float = 60.0) -> Finished:

@@ -34,7 +34,7 @@ from tests.support.sdtbin import (
 )
 
 NO_USDT_REASON = "the binary has no USDT probes"
-QUERY_USDT_PROBES = ("statement__status", "query__start", "query__execute__done")
+QUERY_USDT_PROBES = ("statement__status",)
 SETUP_HINT = "apt-get install postgresql-15 (the tests read its server binary)"
 
 
@@ -129,12 +129,11 @@ def test_usdt_plan_reads_the_statement_text_arguments(
     recipe: Recipe, postgres_binary: Path, postgres_version: str
 ) -> None:
     sites = sites_by_label(query_plan(recipe, postgres_binary, postgres_version))
-    for label in ("postgresql:statement__status", "postgresql:query__start"):
+    for label in ("postgresql:statement__status",):
         for site in sites[label]:
             text, database = site.args
             assert (text.size, text.kind in ("reg", "mem")) == (8, True), text
             assert (database.size, database.kind, database.symbol) == (4, "symbol", "MyDatabaseId")
-    assert all(site.args == () for site in sites["postgresql:query__execute__done"])
 
 
 def test_usdt_plan_catches_errors_with_a_uprobe(
@@ -159,8 +158,7 @@ def test_without_usdt_notes_it_plans_uprobes(recipe: Recipe, usdt_less_postgres:
     assert rejected.startswith("usdt: ") and NO_USDT_REASON in rejected
     symbols = nm_symbols(usdt_less_postgres, "-D")
     labels = Counter(site.label for site in plan.sites)
-    assert labels == Counter({"pgstat_report_activity": 1, "PortalRun": 1,
-                              "PortalRun (return)": 1, "AbortCurrentTransaction": 1})
+    assert labels == Counter({"pgstat_report_activity": 1, "AbortCurrentTransaction": 1})
     for site in plan.sites:
         function = symbols[site.label.removesuffix(" (return)")]
         assert (site.mechanism, site.ref_ctr_offset) == ("uprobe", 0)
@@ -173,26 +171,26 @@ def test_without_usdt_notes_it_plans_uprobes(recipe: Recipe, usdt_less_postgres:
 
 
 @pytest.mark.parametrize(
-    ("version", "dest_arg"),
-    [("15", "4@32(%r8)"), ("15.20", "4@32(%r8)"), ("9.6", "4@32(%rcx)"), ("18.1", "4@32(%rcx)")],
+    ("version", "backend_global"),
+    [("15", "MyBackendId"), ("15.20", "MyBackendId"), ("16.9", "MyBackendId"),
+     ("17.2", "MyProcNumber"), ("18.1", "MyProcNumber")],
 )
-def test_portal_run_destination_depends_on_the_version(
-    recipe: Recipe, usdt_less_postgres: Path, version: str, dest_arg: str
+def test_the_backend_id_global_depends_on_the_version(
+    recipe: Recipe, usdt_less_postgres: Path, version: str, backend_global: str
 ) -> None:
-    plan = query_plan(recipe, usdt_less_postgres, version)
-    (entry,) = sites_by_label(plan)["PortalRun"]
-    (done,) = sites_by_label(plan)["PortalRun (return)"]
-    assert (entry.handler, arg_texts(entry), entry.on_return) == (
-        "pg_portal_start_dest", [dest_arg], False)
-    assert (done.handler, done.args, done.on_return) == ("pg_portal_done", (), True)
-    assert entry.file_offset == done.file_offset
+    plan = plan_family(recipe, "txn", ElfBinary(usdt_less_postgres), version)
+    if backend_global == "MyProcNumber":  # PostgreSQL 15 has no MyProcNumber: unresolved
+        assert not plan.available and "MyProcNumber" in plan.why
+        return
+    (timestamp,) = sites_by_label(plan)["pgstat_report_xact_timestamp"]
+    assert arg_texts(timestamp) == ["8@%rdi", f"4@{backend_global}(%rip)"]
 
 
 @pytest.mark.parametrize("version", [None, "19devel"])
 def test_an_unplaceable_version_never_plans_two_readings_of_one_function(
     recipe: Recipe, usdt_less_postgres: Path, version: str | None
 ) -> None:
-    plan = query_plan(recipe, usdt_less_postgres, version)
+    plan = plan_family(recipe, "locks", ElfBinary(usdt_less_postgres), version)
     entries = Counter((site.handler, site.file_offset, site.on_return) for site in plan.sites)
     assert [key for key, count in entries.items() if count > 1] == []
 
@@ -203,7 +201,7 @@ def test_strip_all_keeps_the_exported_functions(
     # PostgreSQL exports its functions for extensions: .dynsym survives --strip-all.
     stripped = query_plan(recipe, stripped_postgres, postgres_version)
     unstripped = query_plan(recipe, usdt_less_postgres, postgres_version)
-    assert ElfBinary(stripped_postgres).symbol("PortalRun").source == ".dynsym"
+    assert ElfBinary(stripped_postgres).symbol("pgstat_report_activity").source == ".dynsym"
     assert stripped.mechanism == "uprobe"
     assert [(s.label, s.file_offset, arg_texts(s)) for s in stripped.sites] == [
         (s.label, s.file_offset, arg_texts(s)) for s in unstripped.sites]

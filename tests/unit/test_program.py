@@ -123,8 +123,8 @@ def usdt_site(handler: str, label: str, binary: str, args: tuple[str, ...] = ())
 
 def query_plan(binary: str) -> FamilyPlan:
     sites = (
-        usdt_site("pg_simple_start", "postgresql:query__start", binary, ("8@%rbx",)),
-        usdt_site("pg_simple_done", "postgresql:query__done", binary),
+        usdt_site("pg_activity", "postgresql:statement__status", binary, ("8@%rsi", "4@%eax")),
+        usdt_site("pg_error", "AbortCurrentTransaction", binary),
     )
     return FamilyPlan(load_recipe("postgresql").family("query"), binary, "usdt", sites, ())
 
@@ -134,15 +134,15 @@ def test_build_program_joins_sources_entry_points_and_flags() -> None:
     plans = [query_plan("/srv/pg15/bin/postgres"), query_plan("/srv/pg16/bin/postgres")]
     program = build_program(plans, Parameters(thresholds_ns={"query": 7}, filter_pids=True))
     assert program.cflags == ("-DDBP_QUERY_THRESHOLD_NS=7ULL", "-DDBP_FILTER_PIDS=1")
-    assert program.source.count("static __always_inline int pg_simple_start(") == 1
+    assert program.source.count("static __always_inline int pg_activity(") == 1
     assert program.source.count("#define DBPROBE_H") == 1
     assert [(hook.hook_id, hook.handler, hook.binary) for hook in program.hooks] == [
-        (0, "pg_simple_start", "/srv/pg15/bin/postgres"),
-        (1, "pg_simple_done", "/srv/pg15/bin/postgres"),
-        (2, "pg_simple_start", "/srv/pg16/bin/postgres"),
-        (3, "pg_simple_done", "/srv/pg16/bin/postgres"),
+        (0, "pg_activity", "/srv/pg15/bin/postgres"),
+        (1, "pg_error", "/srv/pg15/bin/postgres"),
+        (2, "pg_activity", "/srv/pg16/bin/postgres"),
+        (3, "pg_error", "/srv/pg16/bin/postgres"),
     ]
     # Entry points come after the handlers they call.
-    handler_at = program.source.index("static __always_inline int pg_simple_start(")
+    handler_at = program.source.index("static __always_inline int pg_activity(")
     assert handler_at < program.source.index("int dbp_hook_0(struct pt_regs *ctx)")
-    assert program.source.endswith("\treturn pg_simple_done(ctx, args, 3);\n}\n")
+    assert program.source.endswith("\treturn pg_error(ctx, args, 3);\n}\n")

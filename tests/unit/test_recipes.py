@@ -99,11 +99,12 @@ def test_postgresql_recipe_shape() -> None:
     assert query.source.name == "postgresql_query.bpf.c"
     assert [variant.mechanism for variant in query.variants] == ["usdt", "uprobe"]
     usdt, uprobe = query.variants
-    assert {hook.probe for hook in usdt.hooks} >= {"statement__status", "query__start",
-                                                    "query__execute__done"}
+    assert {hook.probe for hook in usdt.hooks} == {"statement__status", None}
     assert all(hook.probe is None and hook.symbol for hook in uprobe.hooks)
-    (returning,) = [hook for hook in uprobe.hooks if hook.on_return]
-    assert (returning.symbol, returning.target) == ("PortalRun", "PortalRun (return)")
+    assert {hook.symbol for hook in uprobe.hooks} == {"pgstat_report_activity", "AbortCurrentTransaction"}
+    locks_uprobe = recipe.family("locks").variants[1]
+    (returning,) = [hook for hook in locks_uprobe.hooks if hook.on_return]
+    assert (returning.symbol, returning.target) == ("ProcSleep", "ProcSleep (return)")
 
 
 def test_unknown_family_is_a_recipe_error() -> None:
@@ -157,43 +158,44 @@ def test_versions_are_kept_as_specifier_sets() -> None:
     assert hook(None).versions == ()
 
 
-def portal_run_entry_args(version: str | None) -> list[str]:
-    """The argument specs of the PortalRun entry hooks the uprobe recipe picks for a version."""
-    uprobe = load_recipe("postgresql").family("query").variants[1]
+def backend_id_global(version: str | None) -> list[str]:
+    """The global the txn uprobe recipe reads the backend id from, for a server version."""
+    uprobe = load_recipe("postgresql").family("txn").variants[1]
     return [
-        spec.text
+        spec.symbol
         for selected in uprobe.hooks_for(version)
-        if selected.symbol == "PortalRun" and not selected.on_return
-        for spec in selected.uprobe_args
+        if selected.symbol == "pgstat_report_xact_timestamp"
+        for spec in selected.uprobe_args if spec.kind == "symbol"
     ]
 
 
 @pytest.mark.parametrize(
-    ("version", "args"),
-    [("15.4", ["4@32(%r8)"]), ("10.23", ["4@32(%r8)"]), ("9.6", ["4@32(%rcx)"]),
-     ("18.1", ["4@32(%rcx)"])],
+    ("version", "symbol"),
+    [("15.4", "MyBackendId"), ("10.23", "MyBackendId"), ("9.6", "MyBackendId"),
+     ("16.9", "MyBackendId"), ("17.0", "MyProcNumber"), ("18.1", "MyProcNumber")],
 )
-def test_hooks_for_picks_the_portal_run_signature_of_the_version(
-    version: str, args: list[str]
-) -> None:
-    assert portal_run_entry_args(version) == args
+def test_hooks_for_picks_the_global_of_the_version(version: str, symbol: str) -> None:
+    assert backend_id_global(version) == [symbol]
 
 
 def test_hooks_for_keeps_hooks_without_versions() -> None:
-    uprobe = load_recipe("postgresql").family("query").variants[1]
+    uprobe = load_recipe("postgresql").family("txn").variants[1]
     selected = uprobe.hooks_for("15.4")
-    assert {h.handler for h in selected} == {
-        "pg_activity", "pg_portal_start_dest", "pg_portal_done", "pg_error"}
+    assert {h.handler for h in selected} == {"pg_txn_statement", "pg_txn_timestamp", "pg_txn_aborting"}
     assert len(selected) == len(uprobe.hooks) - 1
 
 
-@pytest.mark.parametrize("version", ["18beta1", "18rc1"])
+@pytest.mark.parametrize("version", ["17beta1", "17rc1"])
 def test_a_pre_release_uses_the_hooks_of_its_release(version: str) -> None:
-    assert portal_run_entry_args(version) == ["4@32(%rcx)"]
+    assert backend_id_global(version) == ["MyProcNumber"]
 
 
 def test_a_development_version_uses_the_hooks_of_its_release() -> None:
-    assert portal_run_entry_args("19devel") == ["4@32(%rcx)"]
+    assert backend_id_global("19devel") == ["MyProcNumber"]
+
+
+def test_an_unknown_version_is_taken_for_a_recent_one() -> None:
+    assert backend_id_global(None) == ["MyProcNumber"]
 
 
 # --- malformed recipes --------------------------------------------------------------------
