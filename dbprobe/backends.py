@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable
 
 import psutil
 
 from dbprobe.discovery import BackendInfo, backend_info, ns_pid_of
+from dbprobe.elf import ElfBinary
 from dbprobe.errors import DbprobeError
+from dbprobe.procmem import load_bias, read_u32
 
 RECHECK_SECONDS = 2.0
 
@@ -99,6 +101,21 @@ class DatabaseNames:
 
     def name(self, binary: str, oid: int) -> str | None:
         return self._names.get((binary, oid))
+
+    def learn_from_running(self, binary: ElfBinary, symbol_name: str, pids: Iterable[int]) -> None:
+        """The database OIDs of running backends, read from their memory (the global
+        `symbol_name`), with the names their process titles give."""
+        symbol = binary.symbol(symbol_name)
+        if symbol is None:
+            return
+        for pid in pids:
+            info = backend_info(pid)
+            if not info or not info.database:
+                continue
+            bias = load_bias(pid, str(binary.path), binary.is_pie)
+            oid = read_u32(pid, bias + symbol.address) if bias is not None else None
+            if oid:
+                self.learn(str(binary.path), oid, info.database)
 
     def resolve(self, binary: str, oid: int, alive_name: str | None) -> str | None:
         """The name a live backend gave (and remember it), or the one learned before."""

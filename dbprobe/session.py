@@ -20,8 +20,6 @@ import psutil
 from dbprobe import preflight
 from dbprobe.attach import Attachment
 from dbprobe.backends import BackendDirectory, DatabaseNames
-from dbprobe.discovery import backend_info
-from dbprobe.procmem import load_bias, read_u32
 from dbprobe.collector import Collector
 from dbprobe.errors import DbprobeError
 from dbprobe.model import Source
@@ -83,19 +81,10 @@ class Trace:
             table[table.Key(pid)] = table.Leaf(1)
 
     def _learn_database_names(self) -> None:
-        """Database OIDs of the backends running now, read from their memory, with their names."""
         for target in self.targets:
-            symbol_name = load_recipe(target.db).database_oid_global
-            binary = target.open_binary()
-            symbol = binary.symbol(symbol_name) if symbol_name else None
-            if symbol is None:
-                continue
-            for pid in target.processes:
-                info = backend_info(pid)
-                bias = load_bias(pid, target.binary, binary.is_pie) if info and info.database else None
-                oid = read_u32(pid, bias + symbol.address) if bias is not None else None
-                if oid:
-                    self.databases.learn(target.binary, oid, info.database)
+            symbol = load_recipe(target.db).database_oid_global
+            if symbol:
+                self.databases.learn_from_running(target.open_binary(), symbol, target.processes)
 
     def on(self, record_type: type, handler: Callable[[Any], None]) -> None:
         self._handlers[record_type] = handler
