@@ -126,7 +126,10 @@ def _plans_for(target: Target, families: Sequence[str]) -> list[FamilyPlan]:
 
 
 def _probe_names(plan: FamilyPlan) -> str:
-    return ", ".join(dict.fromkeys(site.label.split(":")[-1] for site in plan.sites))
+    # USDT labels are provider:name; a uprobe's label is its function, C++ scope and all.
+    names = (site.label.partition(":")[2] if site.mechanism == "usdt" else site.label
+             for site in plan.sites)
+    return ", ".join(dict.fromkeys(names))
 
 
 class ServerWatch:

@@ -54,14 +54,14 @@ def test_list_json_says_how_each_server_is_traced(
     assert set(with_usdt["families"]) == recipe_families("postgresql")
     query = with_usdt["families"]["query"]
     assert (query["mechanism"], query["reason"]) == ("usdt", None)
-    assert "postgresql:query__start" in query["probes"]
+    assert "postgresql:statement__status" in query["probes"]
 
     without_usdt = servers[pg_server_no_usdt.pid]
     assert without_usdt["binary"] == os.path.realpath(pg_server_no_usdt.bindir / "postgres")
     fallback = without_usdt["families"]["query"]
     assert fallback["mechanism"] == "uprobe"
     assert "no USDT probes" in fallback["reason"]
-    assert "PortalRun" in fallback["probes"]
+    assert "pgstat_report_activity" in fallback["probes"]
 
     mariadb = servers[mariadb_server.pid]
     assert (mariadb["db"], mariadb["processes"], mariadb["backends"]) == ("mariadb", 1, [])

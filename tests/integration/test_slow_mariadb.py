@@ -7,12 +7,11 @@ COM_STMT_PREPARE, then COM_STMT_EXECUTE).
 
 from __future__ import annotations
 
-import signal
 import time
 
 import pytest
 
-from tests.support.tracing import DbprobeRun, Finished
+from tests.support.tracing import DbprobeRun
 
 SLOW_S = 0.3
 THRESHOLD = "100ms"
@@ -36,13 +35,6 @@ def trace(server, *options: str) -> DbprobeRun:
     return run
 
 
-def stop(run: DbprobeRun) -> Finished:
-    time.sleep(0.3)  # let the last events reach dbprobe
-    finished = run.stop(signal.SIGTERM)
-    assert finished.returncode == 0, finished.stderr
-    return finished
-
-
 def assert_lasted(query: dict, seconds: float) -> None:
     assert seconds * 1000 <= query["duration_ms"] < seconds * 1000 + TOLERANCE_MS, query
 
@@ -52,7 +44,7 @@ def test_reports_slow_text_statements_and_counts_fast_ones(mariadb):
     mariadb.sql(f"SELECT SLEEP({SLOW_S}), 'secret-value';" + " SELECT 1;" * 50)
     # SQL-level prepared statements travel as text, like any other statement.
     mariadb.sql(f"PREPARE s FROM 'SELECT SLEEP({SLOW_S})'; EXECUTE s; DEALLOCATE PREPARE s;")
-    finished = stop(run)
+    finished = run.finish()
 
     queries = finished.events("query")
     assert [q["query"] for q in queries] == ["SELECT SLEEP(?), ?", "EXECUTE s"]
@@ -76,7 +68,7 @@ def test_reports_slow_text_statements_and_counts_fast_ones(mariadb):
 def test_show_literals_prints_the_statement_as_sent(mariadb):
     run = trace(mariadb, "--show-literals")
     mariadb.sql(f"SELECT 'visible-literal', SLEEP({SLOW_S})")
-    (query,) = stop(run).events("query")
+    (query,) = run.finish().events("query")
     assert query["query"] == f"SELECT 'visible-literal', SLEEP({SLOW_S})"
 
 
@@ -86,7 +78,7 @@ def test_statements_running_at_once_are_paired_per_thread(mariadb):
     time.sleep(0.2)
     second = mariadb.run_client(["-e", f"SELECT SLEEP({SLOW_S}), 'second'"])
     assert second.wait(10) == 0 and first.wait(10) == 0
-    queries = {q["query"]: q for q in stop(run).events("query")}
+    queries = {q["query"]: q for q in run.finish().events("query")}
 
     assert set(queries) == {"SELECT SLEEP(0.6), 'first'", f"SELECT SLEEP({SLOW_S}), 'second'"}
     assert_lasted(queries["SELECT SLEEP(0.6), 'first'"], 0.6)
@@ -106,7 +98,7 @@ def test_prepared_statement_executed_inside_a_transaction(mariadb):
             fast.execute("SELECT ? + 1", (number,))
             fast.fetchall()
         connection.commit()
-        finished = stop(run)
+        finished = run.finish()
 
     (query,) = finished.events("query")
     assert query["query"] == "SELECT SLEEP(?), ?"
@@ -127,7 +119,7 @@ def test_statement_prepared_before_attach_is_named_by_its_id(mariadb):
             connection.cmd_stmt_execute(prepared["statement_id"], data=(SLOW_S,),
                                         parameters=prepared["parameters"])
         connection.cmd_stmt_close(after["statement_id"])
-        finished = stop(run)
+        finished = run.finish()
 
     unknown, known = finished.events("query")
     assert unknown["query"] == f"EXECUTE <prepared statement #{before['statement_id']}>"

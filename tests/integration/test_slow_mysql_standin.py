@@ -8,13 +8,10 @@ does. dbprobe attaches to the binary before any process runs it.
 
 from __future__ import annotations
 
-import signal
-import time
-
 import pytest
 
 from tests.support.standin import StandinFlavour, StandinServer, build_standin
-from tests.support.tracing import DbprobeRun, Finished
+from tests.support.tracing import DbprobeRun
 
 SLOW_MS = 300
 THRESHOLD = "100ms"
@@ -45,13 +42,6 @@ def trace(binary) -> DbprobeRun:
     return run
 
 
-def stop(run: DbprobeRun) -> Finished:
-    time.sleep(0.3)  # let the last events reach dbprobe
-    finished = run.stop(signal.SIGTERM)
-    assert finished.returncode == 0, finished.stderr
-    return finished
-
-
 def assert_lasted(query: dict, ms: int) -> None:
     assert ms <= query["duration_ms"] < ms + TOLERANCE_MS, query
 
@@ -68,7 +58,7 @@ def test_reports_slow_statements_of_both_protocols(layout, standins, require_roo
         for _ in range(10):
             server.execute(statement)
         server.close_statement(statement)
-        finished = stop(run)
+        finished = run.finish()
 
     text, prepared = finished.events("query")
     assert text["query"] == "SELECT SLEEP(0.3) /* slow text */"
@@ -94,7 +84,7 @@ def test_statement_prepared_before_attach_is_named_by_its_id(layout, standins, r
         before = server.prepare("SELECT * FROM orders WHERE id = ?")
         run = trace(standins[layout])
         server.execute(before, ms=SLOW_MS)
-        finished = stop(run)
+        finished = run.finish()
 
     (query,) = finished.events("query")
     assert query["query"] == f"EXECUTE <prepared statement #{before}>"
@@ -107,7 +97,7 @@ def test_usdt_probes_are_preferred_when_the_build_has_them(usdt_standin, require
     with StandinServer(usdt_standin) as server:
         server.query("SELECT SLEEP(0.3) /* usdt */", ms=SLOW_MS)
         server.query("SELECT 1")
-        finished = stop(run)
+        finished = run.finish()
 
     (query,) = finished.events("query")
     # The stand-in overwrites its copy of the text before query__done, as a server frees it.

@@ -77,6 +77,13 @@ class DbprobeRun:
             self.process.send_signal(signal_number)
         return self.wait(timeout)
 
+    def finish(self, settle_s: float = 0.3) -> Finished:
+        """SIGTERM once the last events had time to arrive; dbprobe must exit cleanly."""
+        time.sleep(settle_s)
+        finished = self.stop(signal.SIGTERM)
+        assert finished.returncode == 0, finished.stderr
+        return finished
+
     def wait(self, timeout: float = 60.0) -> Finished:
         try:
             stdout = self.process.stdout.read() if self.process.stdout else ""
