@@ -18,7 +18,7 @@ from pathlib import Path
 from bench import pgbench
 from bench.errors import BenchError
 from bench.procstat import children_of, process_tree_ticks
-from dbprobe.throwaway import PostgresLayout, ThrowawayPostgres, installed_postgres_bindir
+from dbprobe.demo.server import PostgresLayout, ThrowawayPostgres, installed_postgres_bindir
 
 QUIET_TIMEOUT_S = 15.0
 SETTLE_S = 1.0

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from bench.errors import BenchError
 
 if TYPE_CHECKING:
-    from dbprobe.throwaway import ThrowawayPostgres
+    from dbprobe.demo.server import ThrowawayPostgres
 
 # pgbench's query mode for each protocol the benchmark compares.
 PROTOCOL_FLAGS: dict[str, tuple[str, ...]] = {

@@ -11,9 +11,9 @@ import json
 import sys
 
 from bench.bpftrace import probe_spec
-from dbprobe.plan import plan_family
-from dbprobe.recipes import load_recipe
-from dbprobe.targets import choose_targets
+from dbprobe.recipes.bind import plan_family
+from dbprobe.recipes.load import load_recipe
+from dbprobe.discover.targets import choose_targets
 
 FAMILIES = ("query", "locks", "txn")
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import dbprobe
 from bench.errors import BenchError
-from dbprobe.recipes import probes_dir
+from dbprobe.recipes.load import probes_dir
 
 REPOSITORY = Path(__file__).resolve().parents[1]  # holds bench/, for helpers run as modules
 

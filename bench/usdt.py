@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dbprobe.elf import ElfBinary
+from dbprobe.binary.elf import ElfBinary
 
 
 def semaphore_file_offset(binary: Path, provider: str, name: str) -> int | None:

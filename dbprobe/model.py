@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dbprobe.fingerprint import Fingerprint
-from dbprobe.mylocks import ServerLockTarget
-from dbprobe.pglocks import LockTarget
+from dbprobe.correlate.fingerprint import Fingerprint
+from dbprobe.engines.mysql.locks import ServerLockTarget
+from dbprobe.engines.postgresql.locks import LockTarget
 
 
 @dataclass(frozen=True, slots=True)

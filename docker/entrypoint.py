@@ -20,8 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-from dbprobe import discovery, preflight
-from dbprobe.discovery import ServerProcess
+from dbprobe.discover import processes as discovery
+from dbprobe.kernel import preflight
+from dbprobe.discover.processes import ServerProcess
 
 GENERIC_HEADERS_VARIABLE = "GENERIC_KERNEL_HEADERS"
 PORT_VARIABLE = "DBPROBE_SERVER_PORT"

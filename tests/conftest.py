@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dbprobe.throwaway import ThrowawayMariaDB, ThrowawayPostgres, make_usdt_less_copy
+from dbprobe.demo.server import ThrowawayMariaDB, ThrowawayPostgres, make_usdt_less_copy
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"
 ROOT_BPF_REASON = "needs root and BPF (CI runs as root)"

@@ -13,16 +13,16 @@ import argparse
 import sys
 import time
 
-from dbprobe import preflight
-from dbprobe.catalog import PostgresCatalog
-from dbprobe.cli_options import OutputOptions, seconds
+from dbprobe.kernel import preflight
+from dbprobe.engines.postgresql.catalog import PostgresCatalog
+from dbprobe.commands.options import OutputOptions, seconds
 from dbprobe.commands.locks import LockReport
 from dbprobe.commands.slow import SlowQueryReport
-from dbprobe.commands.tracing import trace_reports
+from dbprobe.reports.runner import trace_reports
 from dbprobe.commands.txn import TxnReport
-from dbprobe.demo_workload import DemoWorkload
-from dbprobe.session import TraceRequest, status
-from dbprobe.throwaway import ThrowawayPostgres
+from dbprobe.demo.workload import DemoWorkload
+from dbprobe.kernel.trace import TraceRequest, status
+from dbprobe.demo.server import ThrowawayPostgres
 
 SLOW_THRESHOLD_NS = 100_000_000
 TXN_THRESHOLD_NS = 500_000_000

@@ -16,9 +16,10 @@ import sys
 import textwrap
 from typing import Sequence
 
-from dbprobe import discovery, preflight
+from dbprobe.discover import processes as discovery
+from dbprobe.kernel import preflight
 from dbprobe.commands.listing import UNAVAILABLE, FamilyStatus, ServerListing, inspect_servers
-from dbprobe.preflight import FAIL, OK, WARN, Check
+from dbprobe.kernel.preflight import FAIL, OK, WARN, Check
 
 CANNOT_RUN_STATUS = 2
 STATUS_WIDTH = max(len(status) for status in (OK, WARN, FAIL))

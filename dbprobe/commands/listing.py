@@ -20,12 +20,12 @@ from typing import Sequence
 
 from tabulate import tabulate
 
-from dbprobe import discovery
-from dbprobe.discovery import BackendInfo, ServerProcess
-from dbprobe.elf import ElfBinary
+from dbprobe.discover import processes as discovery
+from dbprobe.discover.processes import BackendInfo, ServerProcess
+from dbprobe.binary.elf import ElfBinary
 from dbprobe.errors import DbprobeError
-from dbprobe.plan import FamilyPlan, plan_family
-from dbprobe.recipes import Recipe, load_recipe
+from dbprobe.recipes.bind import FamilyPlan, plan_family
+from dbprobe.recipes.load import Recipe, load_recipe
 
 UNAVAILABLE = "unavailable"
 NOT_ROOT_NOTE = ("not root: what other users' processes run (binary, version, probes) may be "

@@ -6,18 +6,19 @@ import argparse
 import time
 from pathlib import Path
 
-from dbprobe import discovery, lockreport
-from dbprobe.catalog import PostgresCatalog
-from dbprobe.cli_options import OutputOptions, add_output_options, add_target_options, parse_threshold_ns
-from dbprobe.commands.tracing import trace_reports
+from dbprobe.discover import processes as discovery
+from dbprobe.render import locks as lockreport
+from dbprobe.engines.postgresql.catalog import PostgresCatalog
+from dbprobe.commands.options import OutputOptions, add_output_options, add_target_options, parse_threshold_ns
+from dbprobe.reports.runner import trace_reports
 from dbprobe.errors import DbprobeError
-from dbprobe.events import RawLockEvent
-from dbprobe.lockdigest import LockDigest
-from dbprobe.lockreport import LWLockStats
-from dbprobe.lockwaits import Catalog, LastStatement, LockWaitTracker
+from dbprobe.kernel.records import RawLockEvent
+from dbprobe.digest.locks import LockDigest
+from dbprobe.render.locks import LWLockStats
+from dbprobe.correlate.lockwaits import Catalog, LastStatement, LockWaitTracker
 from dbprobe.model import Deadlock, LockWait
-from dbprobe.procmem import read_c_string
-from dbprobe.session import Trace, TraceRequest, status
+from dbprobe.discover.memory import read_c_string
+from dbprobe.kernel.trace import Trace, TraceRequest, status
 
 DATABASES = ("postgresql", "mariadb", "mysql")
 DEFAULT_THRESHOLD = "0ms"

@@ -5,15 +5,15 @@ from __future__ import annotations
 import argparse
 import time
 
-from dbprobe import report
-from dbprobe.cli_options import OutputOptions, add_output_options, add_target_options, parse_threshold_ns
-from dbprobe.collector import KernelTotals, LatencyHistogram
-from dbprobe.commands.tracing import trace_reports
-from dbprobe.correlate import Correlator
-from dbprobe.digest import QueryDigest, SlowQuerySummary
-from dbprobe.events import RawQuery
+from dbprobe.render import queries as report
+from dbprobe.commands.options import OutputOptions, add_output_options, add_target_options, parse_threshold_ns
+from dbprobe.kernel.maps import KernelTotals, LatencyHistogram
+from dbprobe.reports.runner import trace_reports
+from dbprobe.correlate.statements import Correlator
+from dbprobe.digest.queries import QueryDigest, SlowQuerySummary
+from dbprobe.kernel.records import RawQuery
 from dbprobe.model import Query
-from dbprobe.session import Trace, TraceRequest
+from dbprobe.kernel.trace import Trace, TraceRequest
 
 DATABASES = ("postgresql", "mariadb", "mysql")
 DEFAULT_THRESHOLD = "100ms"

@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import time
 
-from dbprobe import txnreport
-from dbprobe.cli_options import OutputOptions, add_output_options, add_target_options, parse_threshold_ns
-from dbprobe.commands.tracing import trace_reports
-from dbprobe.correlate import Correlator
-from dbprobe.events import HIST_SLOTS, RawTxn
+from dbprobe.render import txns as txnreport
+from dbprobe.commands.options import OutputOptions, add_output_options, add_target_options, parse_threshold_ns
+from dbprobe.reports.runner import trace_reports
+from dbprobe.correlate.statements import Correlator
+from dbprobe.kernel.records import HIST_SLOTS, RawTxn
 from dbprobe.model import Transaction
-from dbprobe.session import Trace, TraceRequest
-from dbprobe.txnreport import TxnDigest, TxnTotals
+from dbprobe.kernel.trace import Trace, TraceRequest
+from dbprobe.render.txns import TxnDigest, TxnTotals
 
 DATABASES = ("postgresql",)
 DEFAULT_THRESHOLD = "0ms"

@@ -15,7 +15,7 @@ import psutil
 import psycopg
 import pytest
 
-from dbprobe.discovery import (
+from dbprobe.discover.processes import (
     MARIADB,
     POSTGRESQL,
     ServerProcess,
@@ -25,7 +25,7 @@ from dbprobe.discovery import (
     server_for_pid,
 )
 from dbprobe.errors import DbprobeError
-from dbprobe.throwaway import ThrowawayMariaDB, ThrowawayPostgres, make_usdt_less_copy
+from dbprobe.demo.server import ThrowawayMariaDB, ThrowawayPostgres, make_usdt_less_copy
 
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0, reason="needs root to read other users' /proc/PID/exe (CI runs as root)"

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from dbprobe.attach import Attachment
-from dbprobe.bpfgen import group_sites
-from dbprobe.elf import ElfBinary
+from dbprobe.kernel.attach import Attachment
+from dbprobe.kernel.entrypoints import group_sites
+from dbprobe.binary.elf import ElfBinary
 from dbprobe.errors import DbprobeError
-from dbprobe.plan import plan_family
-from dbprobe.program import Parameters, build_program
-from dbprobe.recipes import load_recipe
+from dbprobe.recipes.bind import plan_family
+from dbprobe.kernel.program import Parameters, build_program
+from dbprobe.recipes.load import load_recipe
 from tests.support.sdtbin import compile_c
 from tests.support.tracing import Finished, run_dbprobe, semaphore_value
 

@@ -11,7 +11,7 @@ import re
 import tomllib
 from pathlib import Path
 
-from dbprobe.throwaway import ThrowawayMariaDB, ThrowawayPostgres
+from dbprobe.demo.server import ThrowawayMariaDB, ThrowawayPostgres
 from tests.support.tracing import Finished, run_dbprobe
 
 LIST_FIELDS = {"db", "version", "pid", "ns_pid", "container", "binary", "host_binary", "binary_deleted",

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from dbprobe.elf import ElfBinary
+from dbprobe.binary.elf import ElfBinary
 from tests.support.tracing import DbprobeRun, semaphore_value
 
 SLOW_S = 0.25
@@ -138,7 +138,7 @@ def test_detach_lowers_the_usdt_semaphores(pg_server, require_root_bpf):
 
 
 def test_pid_filter_ignores_other_servers_of_the_same_binary(pg_server, require_root_bpf):
-    from dbprobe.throwaway import ThrowawayPostgres
+    from dbprobe.demo.server import ThrowawayPostgres
 
     with ThrowawayPostgres() as other:
         run = DbprobeRun(["slow", "--json", "--show-literals", "--threshold", THRESHOLD,
@@ -152,7 +152,7 @@ def test_pid_filter_ignores_other_servers_of_the_same_binary(pg_server, require_
 
 
 def test_keeps_running_when_the_server_stops(require_root_bpf):
-    from dbprobe.throwaway import ThrowawayPostgres
+    from dbprobe.demo.server import ThrowawayPostgres
 
     server = ThrowawayPostgres().start()
     try:

@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from dbprobe.errors import DbprobeError
-from dbprobe.throwaway import (
+from dbprobe.demo.server import (
     ThrowawayMariaDB,
     ThrowawayPostgres,
     has_usdt_notes,
@@ -144,7 +144,7 @@ def test_default_ports_are_refused() -> None:
 def test_servers_left_running_are_stopped_at_interpreter_exit() -> None:
     program = textwrap.dedent(
         """
-        from dbprobe.throwaway import ThrowawayPostgres
+        from dbprobe.demo.server import ThrowawayPostgres
         server = ThrowawayPostgres().start()
         print(server.pid, server.workdir, flush=True)
         """

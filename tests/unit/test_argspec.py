@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dbprobe.argspec import REGISTER_FIELDS, ArgSpec, ArgSpecError, parse_argspec, parse_argspecs
+from dbprobe.binary.argspec import REGISTER_FIELDS, ArgSpec, ArgSpecError, parse_argspec, parse_argspecs
 
 PT_REGS_FIELDS = {
     "ax",

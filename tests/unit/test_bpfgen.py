@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from dbprobe.argspec import ArgSpec, parse_argspec
-from dbprobe.bpfgen import MAX_ARGS, argument_read, entry_points_source, group_sites
-from dbprobe.plan import ProbeSite
-from dbprobe.recipes import probes_dir
+from dbprobe.binary.argspec import ArgSpec, parse_argspec
+from dbprobe.kernel.entrypoints import MAX_ARGS, argument_read, entry_points_source, group_sites
+from dbprobe.recipes.bind import ProbeSite
+from dbprobe.recipes.load import probes_dir
 from tests.support.sdtbin import compile_c
 
 U64 = (1 << 64) - 1

@@ -14,12 +14,12 @@ from typing import Iterable
 
 import pytest
 
-from dbprobe.backends import RECHECK_SECONDS, Backend, BackendDirectory
-from dbprobe.correlate import Clock, Correlator, Open, Span, SpanPairer
-from dbprobe.digest import QueryDigest
-from dbprobe.discovery import BackendInfo
-from dbprobe.events import QF_ERROR, QF_TRUNCATED, RawQuery, decode, encode_query
-from dbprobe.fingerprint import fingerprint
+from dbprobe.discover.backends import RECHECK_SECONDS, Backend, BackendDirectory
+from dbprobe.correlate.statements import Clock, Correlator, Open, Span, SpanPairer
+from dbprobe.digest.queries import QueryDigest
+from dbprobe.discover.processes import BackendInfo
+from dbprobe.kernel.records import QF_ERROR, QF_TRUNCATED, RawQuery, decode, encode_query
+from dbprobe.correlate.fingerprint import fingerprint
 from dbprobe.model import Query, Source
 
 STREAMS = Path(__file__).resolve().parent.parent / "fixtures" / "streams"

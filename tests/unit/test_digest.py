@@ -8,10 +8,10 @@ from collections import Counter
 
 import pytest
 
-from dbprobe.collector import KernelTotals, LatencyHistogram
-from dbprobe.digest import DurationDistribution, QueryDigest, SlowQuerySummary
-from dbprobe.events import HIST_SLOTS, PROTOCOLS
-from dbprobe.fingerprint import Fingerprint, fingerprint
+from dbprobe.kernel.maps import KernelTotals, LatencyHistogram
+from dbprobe.digest.queries import DurationDistribution, QueryDigest, SlowQuerySummary
+from dbprobe.kernel.records import HIST_SLOTS, PROTOCOLS
+from dbprobe.correlate.fingerprint import Fingerprint, fingerprint
 from dbprobe.model import Query
 
 

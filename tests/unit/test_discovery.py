@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dbprobe.discovery import BackendInfo, parse_container_id, parse_ns_pid, parse_process_title
+from dbprobe.discover.processes import BackendInfo, parse_container_id, parse_ns_pid, parse_process_title
 
 PID = 4242
 

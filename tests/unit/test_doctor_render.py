@@ -13,8 +13,8 @@ from dbprobe.commands.doctor import (
     server_checks,
 )
 from dbprobe.commands.listing import UNAVAILABLE, FamilyStatus, ServerListing
-from dbprobe.discovery import ServerProcess
-from dbprobe.preflight import FAIL, OK, WARN, Check
+from dbprobe.discover.processes import ServerProcess
+from dbprobe.kernel.preflight import FAIL, OK, WARN, Check
 
 WIDTH = 60
 

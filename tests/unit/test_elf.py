@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from dbprobe.argspec import parse_argspecs
-from dbprobe.elf import ElfBinary, ElfError, UsdtProbe
+from dbprobe.binary.argspec import parse_argspecs
+from dbprobe.binary.elf import ElfBinary, ElfError, UsdtProbe
 from dbprobe.errors import DbprobeError
 from tests.support.sdtbin import (
     build_sdt_probes,

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from dbprobe import events
-from dbprobe.events import (
+from dbprobe.kernel import records as events
+from dbprobe.kernel.records import (
     EV_QUERY,
     PROTOCOLS,
     QF_ERROR,
@@ -24,7 +24,7 @@ from dbprobe.events import (
     decode_query,
     encode_query,
 )
-from dbprobe.recipes import probes_dir
+from dbprobe.recipes.load import probes_dir
 from tests.support.sdtbin import compile_c
 
 

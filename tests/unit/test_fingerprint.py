@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from dbprobe.fingerprint import Fingerprint, fingerprint, normalize
+from dbprobe.correlate.fingerprint import Fingerprint, fingerprint, normalize
 
 
 def same_id(left: str, right: str) -> bool:
@@ -204,7 +204,7 @@ def test_the_id_is_sixteen_hex_characters() -> None:
 def test_the_id_does_not_depend_on_the_process() -> None:
     """Ids are stable across runs (no salted hash()), so they can be compared between reports."""
     query = "SELECT a FROM t WHERE b = 1"
-    program = f"from dbprobe.fingerprint import fingerprint; print(fingerprint({query!r}).id)"
+    program = f"from dbprobe.correlate.fingerprint import fingerprint; print(fingerprint({query!r}).id)"
     child = subprocess.run(
         [sys.executable, "-c", program], capture_output=True, text=True, check=True,
         env={**os.environ, "PYTHONHASHSEED": "12345"},
@@ -308,7 +308,7 @@ PATHOLOGICAL = [
 @pytest.mark.parametrize(("sql", "expected"), PATHOLOGICAL)
 def test_pathological_input_completes(sql: str, expected: str) -> None:
     program = (
-        "import json, sys; from dbprobe.fingerprint import normalize;"
+        "import json, sys; from dbprobe.correlate.fingerprint import normalize;"
         " print(json.dumps(normalize(json.load(sys.stdin))))"
     )
     child = subprocess.run(
@@ -331,7 +331,7 @@ def test_texts_of_one_shape_share_the_fingerprint_the_lexer_gives_each() -> None
     """The shape cache never changes an answer: every text gets what a full lexing gives."""
     import random
 
-    from dbprobe import fingerprint as module
+    from dbprobe.correlate import fingerprint as module
 
     rng = random.Random(7)
     fragments = ["select", "a", "t1", "1abc", "x.y", "(", ")", ",", "=", "-", "+", "::int",

@@ -12,7 +12,7 @@ from dbprobe.commands.listing import (
     listing_json,
     listing_text,
 )
-from dbprobe.discovery import BackendInfo, ServerProcess
+from dbprobe.discover.processes import BackendInfo, ServerProcess
 
 WIDTH = 80
 

@@ -14,14 +14,15 @@ from typing import Iterator
 
 import pytest
 
-from dbprobe import lockreport, mylocks
-from dbprobe.backends import BackendDirectory
-from dbprobe.correlate import Clock
-from dbprobe.events import EV_LOCK_WAIT_DONE, EV_LOCK_WAIT_START, LOCK_WAIT_FAILED, RawLockEvent
-from dbprobe.lockwaits import LockWaitTracker
+from dbprobe.render import locks as lockreport
+from dbprobe.engines.mysql import locks as mylocks
+from dbprobe.discover.backends import BackendDirectory
+from dbprobe.correlate.statements import Clock
+from dbprobe.kernel.records import EV_LOCK_WAIT_DONE, EV_LOCK_WAIT_START, LOCK_WAIT_FAILED, RawLockEvent
+from dbprobe.correlate.lockwaits import LockWaitTracker
 from dbprobe.model import Source
-from dbprobe.procmem import read_c_string
-from dbprobe.recipes import probes_dir
+from dbprobe.discover.memory import read_c_string
+from dbprobe.recipes.load import probes_dir
 
 WALL_AT_ZERO = 1_700_000_000.0  # the wall clock when the monotonic clock read 0: 22:13:20 UTC
 HOOK = 7

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from dbprobe import targets
-from dbprobe.elf import ElfBinary
+from dbprobe.discover import targets
+from dbprobe.binary.elf import ElfBinary
 from dbprobe.errors import DbprobeError
-from dbprobe.plan import FamilyPlan, plan_family, require_plan
-from dbprobe.recipes import load_recipe
-from dbprobe.throwaway import SBIN_DIRS, find_program
+from dbprobe.recipes.bind import FamilyPlan, plan_family, require_plan
+from dbprobe.recipes.load import load_recipe
+from dbprobe.demo.server import SBIN_DIRS, find_program
 from tests.support.sdtbin import build_sdt_probes
 from tests.support.standin import StandinFlavour, build_standin
 

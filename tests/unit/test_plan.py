@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from dbprobe.discovery import identify_binary
-from dbprobe.elf import ElfBinary
+from dbprobe.discover.processes import identify_binary
+from dbprobe.binary.elf import ElfBinary
 from dbprobe.errors import DbprobeError
-from dbprobe.plan import (
+from dbprobe.recipes.bind import (
     FamilyPlan,
     ProbeSite,
     UnresolvedHook,
@@ -23,7 +23,7 @@ from dbprobe.plan import (
     plan_family,
     require_plan,
 )
-from dbprobe.recipes import Recipe, _recipe_from, load_recipe
+from dbprobe.recipes.load import Recipe, _recipe_from, load_recipe
 from tests.support.sdtbin import (
     build_sdt_probes,
     compile_c,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
-from dbprobe.preflight import (
+from dbprobe.kernel.preflight import (
     FAIL,
     OK,
     REQUIRED_KERNEL_OPTIONS,

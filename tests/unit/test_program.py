@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from dbprobe.argspec import parse_argspec
-from dbprobe.plan import FamilyPlan, ProbeSite
-from dbprobe.program import Parameters, build_program, expand_includes
-from dbprobe.recipes import load_recipe
+from dbprobe.binary.argspec import parse_argspec
+from dbprobe.recipes.bind import FamilyPlan, ProbeSite
+from dbprobe.kernel.program import Parameters, build_program, expand_includes
+from dbprobe.recipes.load import load_recipe
 
 
 def write(folder: Path, files: dict[str, str]) -> None:

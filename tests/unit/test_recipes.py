@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from packaging.specifiers import SpecifierSet
 
-from dbprobe import recipes
-from dbprobe.program import expand_includes
-from dbprobe.recipes import (
+from dbprobe.recipes import load as recipes
+from dbprobe.kernel.program import expand_includes
+from dbprobe.recipes.load import (
     Hook,
     Recipe,
     RecipeError,

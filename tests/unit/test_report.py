@@ -13,12 +13,12 @@ from datetime import datetime, timezone
 
 import pytest
 
-from dbprobe.collector import KernelTotals, LatencyHistogram
-from dbprobe.digest import QueryDigest, SlowQuerySummary
-from dbprobe.events import HIST_SLOTS, PROTOCOLS
-from dbprobe.fingerprint import Fingerprint
+from dbprobe.kernel.maps import KernelTotals, LatencyHistogram
+from dbprobe.digest.queries import QueryDigest, SlowQuerySummary
+from dbprobe.kernel.records import HIST_SLOTS, PROTOCOLS
+from dbprobe.correlate.fingerprint import Fingerprint
 from dbprobe.model import Query
-from dbprobe.report import (
+from dbprobe.render.queries import (
     digest_text,
     histogram_text,
     live_header,

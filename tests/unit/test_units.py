@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from dbprobe.cli_options import add_output_options, parse_threshold_ns
+from dbprobe.commands.options import add_output_options, parse_threshold_ns
 from dbprobe.errors import DbprobeError
 from dbprobe.units import parse_duration_ns
 

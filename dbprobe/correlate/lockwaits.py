@@ -14,15 +14,15 @@ import time
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Mapping, Protocol
 
-from dbprobe import mylocks
-from dbprobe.backends import BackendDirectory
-from dbprobe.correlate import Clock, Open, SpanPairer
-from dbprobe.events import (EV_DEADLOCK, EV_LOCK_WAIT_DONE, EV_LOCK_WAIT_START, LOCK_WAIT_FAILED,
+from dbprobe.engines.mysql import locks as mylocks
+from dbprobe.discover.backends import BackendDirectory
+from dbprobe.correlate.statements import Clock, Open, SpanPairer
+from dbprobe.kernel.records import (EV_DEADLOCK, EV_LOCK_WAIT_DONE, EV_LOCK_WAIT_START, LOCK_WAIT_FAILED,
                             RawLockEvent)
-from dbprobe.fingerprint import fingerprint
+from dbprobe.correlate.fingerprint import fingerprint
 from dbprobe.model import Blocker, Deadlock, LockWait, Source, Statement
-from dbprobe.pglocks import conflicts, decode_tag, mode_name, modes_in
-from dbprobe.procmem import read_c_string
+from dbprobe.engines.postgresql.locks import conflicts, decode_tag, mode_name, modes_in
+from dbprobe.discover.memory import read_c_string
 
 # A wait that ends with an error status (uprobe recipe) right before the deadlock report.
 DEADLOCK_REPORT_GRACE_S = 1.0

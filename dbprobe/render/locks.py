@@ -9,10 +9,10 @@ from typing import Sequence
 
 from tabulate import tabulate
 
-from dbprobe import mylocks
-from dbprobe.lockdigest import LockDigest, StatementStats
+from dbprobe.engines.mysql import locks as mylocks
+from dbprobe.digest.locks import LockDigest, StatementStats
 from dbprobe.model import Blocker, Deadlock, LockWait, Statement
-from dbprobe.report import _fit, histogram_json, histogram_text, iso_time
+from dbprobe.render.queries import _fit, histogram_json, histogram_text, iso_time
 
 _LWLOCK_MODES = {0: "exclusive", 1: "shared", 2: "wait-until-free"}
 

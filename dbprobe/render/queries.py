@@ -14,7 +14,7 @@ from typing import Sequence
 
 from tabulate import tabulate
 
-from dbprobe.digest import QueryClass, SlowQuerySummary
+from dbprobe.digest.queries import QueryClass, SlowQuerySummary
 from dbprobe.model import Query
 
 LIVE_COLUMNS = (("TIME", 12), ("PID", 7), ("DATABASE", 12), ("PROTO", 8), ("MS", 10))

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from dbprobe.bpfgen import HookProgram, entry_points_source, group_sites
-from dbprobe.plan import FamilyPlan
+from dbprobe.kernel.entrypoints import HookProgram, entry_points_source, group_sites
+from dbprobe.recipes.bind import FamilyPlan
 
 _LOCAL_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]+"(?P<name>[^"]+)".*$', re.MULTILINE)
 

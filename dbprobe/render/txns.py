@@ -9,7 +9,7 @@ from datetime import datetime
 from tabulate import tabulate
 
 from dbprobe.model import Statement, Transaction
-from dbprobe.report import _fit, histogram_json, histogram_text, iso_time
+from dbprobe.render.queries import _fit, histogram_json, histogram_text, iso_time
 
 LONGEST_KEPT = 10
 _LIVE_HEADER = f"{'TIME':<12} {'PID':<7} {'DATABASE':<12} {'VXID':<10} {'MS':>10} {'OUTCOME':<7} {'STMTS':>5} {'IDLE MS':>9} STATEMENTS"

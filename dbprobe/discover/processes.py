@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import psutil
 
-from dbprobe.elf import ElfBinary, ElfError
+from dbprobe.binary.elf import ElfBinary, ElfError
 from dbprobe.errors import DbprobeError
 
 POSTGRESQL = "postgresql"

@@ -22,7 +22,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-from dbprobe.argspec import ArgSpec, ArgSpecError, parse_argspec
+from dbprobe.binary.argspec import ArgSpec, ArgSpecError, parse_argspec
 from dbprobe.errors import DbprobeError
 
 MECHANISMS = ("usdt", "uprobe")
@@ -106,7 +106,7 @@ class Recipe:
 def probes_dir() -> Path:
     """The folder of recipes and BPF sources: beside the package, or installed data."""
     candidates = (
-        Path(__file__).resolve().parent.parent / "probes",
+        Path(__file__).resolve().parents[2] / "probes",
         Path(sys.prefix) / "share" / "dbprobe" / "probes",
     )
     for candidate in candidates:

@@ -12,10 +12,10 @@ from typing import Callable, Iterable
 
 import psutil
 
-from dbprobe.discovery import BackendInfo, backend_info, ns_pid_of
-from dbprobe.elf import ElfBinary
+from dbprobe.discover.processes import BackendInfo, backend_info, ns_pid_of
+from dbprobe.binary.elf import ElfBinary
 from dbprobe.errors import DbprobeError
-from dbprobe.procmem import load_bias, read_u32
+from dbprobe.discover.memory import load_bias, read_u32
 
 RECHECK_SECONDS = 2.0
 

@@ -23,7 +23,7 @@ from elftools.common.exceptions import ELFError
 from elftools.construct.core import ConstructError
 from elftools.elf.elffile import ELFFile
 
-from dbprobe.argspec import ArgSpec, ArgSpecError, parse_argspecs
+from dbprobe.binary.argspec import ArgSpec, ArgSpecError, parse_argspecs
 from dbprobe.errors import DbprobeError
 
 _MACHINES = {

@@ -17,16 +17,16 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import psutil
 
-from dbprobe import preflight
-from dbprobe.attach import Attachment
-from dbprobe.backends import BackendDirectory, DatabaseNames
-from dbprobe.collector import Collector
+from dbprobe.kernel import preflight
+from dbprobe.kernel.attach import Attachment
+from dbprobe.discover.backends import BackendDirectory, DatabaseNames
+from dbprobe.kernel.maps import Collector
 from dbprobe.errors import DbprobeError
 from dbprobe.model import Source
-from dbprobe.plan import FamilyPlan, plan_family, require_plan
-from dbprobe.program import Parameters, build_program
-from dbprobe.recipes import load_recipe
-from dbprobe.targets import Target, choose_targets
+from dbprobe.recipes.bind import FamilyPlan, plan_family, require_plan
+from dbprobe.kernel.program import Parameters, build_program
+from dbprobe.recipes.load import load_recipe
+from dbprobe.discover.targets import Target, choose_targets
 
 POLL_MS = 200
 LIVENESS_SECONDS = 1.0

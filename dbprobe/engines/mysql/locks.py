@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from dbprobe.events import LOCK_WAIT_FAILED, RawLockEvent
+from dbprobe.kernel.records import LOCK_WAIT_FAILED, RawLockEvent
 
 NO_MODE = "-"  # the servers do not say in which mode a lock is requested
 

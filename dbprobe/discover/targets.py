@@ -12,9 +12,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from dbprobe import discovery
-from dbprobe.discovery import ServerProcess
-from dbprobe.elf import ElfBinary, ElfError
+from dbprobe.discover import processes as discovery
+from dbprobe.discover.processes import ServerProcess
+from dbprobe.binary.elf import ElfBinary, ElfError
 from dbprobe.errors import DbprobeError
 
 

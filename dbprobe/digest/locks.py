@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dbprobe.digest import DurationDistribution
-from dbprobe.events import HIST_SLOTS
-from dbprobe.fingerprint import Fingerprint
+from dbprobe.digest.queries import DurationDistribution
+from dbprobe.kernel.records import HIST_SLOTS
+from dbprobe.correlate.fingerprint import Fingerprint
 from dbprobe.model import Deadlock, LockWait, Statement
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Callable, Protocol, Sequence
 
-from dbprobe.session import ServerWatch, Trace, TraceRequest, run, status, stop_on_signals
+from dbprobe.kernel.trace import ServerWatch, Trace, TraceRequest, run, status, stop_on_signals
 
 
 class Report(Protocol):

@@ -14,9 +14,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Generic, Mapping, TypeVar
 
-from dbprobe.backends import BackendDirectory, DatabaseNames
-from dbprobe.events import QF_ERROR, QF_TRUNCATED, RawQuery, RawTxn
-from dbprobe.fingerprint import fingerprint
+from dbprobe.discover.backends import BackendDirectory, DatabaseNames
+from dbprobe.kernel.records import QF_ERROR, QF_TRUNCATED, RawQuery, RawTxn
+from dbprobe.correlate.fingerprint import fingerprint
 from dbprobe.model import Query, Source, Statement, Transaction
 
 T = TypeVar("T")

@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from dbprobe.argspec import ArgSpec
-from dbprobe.plan import ProbeSite
+from dbprobe.binary.argspec import ArgSpec
+from dbprobe.recipes.bind import ProbeSite
 
 MAX_ARGS = 8  # DBP_MAX_ARGS in probes/dbprobe.h
 

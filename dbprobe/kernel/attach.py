@@ -22,7 +22,7 @@ import tempfile
 from contextlib import contextmanager
 from typing import Iterator, Sequence
 
-from dbprobe.bpfgen import HookProgram
+from dbprobe.kernel.entrypoints import HookProgram
 from dbprobe.errors import DbprobeError
 
 UPROBE_ENTRY = 0

@@ -6,8 +6,8 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
-from dbprobe.collector import KernelTotals, LatencyHistogram
-from dbprobe.fingerprint import Fingerprint
+from dbprobe.kernel.maps import KernelTotals, LatencyHistogram
+from dbprobe.correlate.fingerprint import Fingerprint
 from dbprobe.model import Query
 
 _BUCKET_GROWTH = 1.01  # percentiles exact to 1% without keeping every duration

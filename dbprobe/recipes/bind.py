@@ -10,10 +10,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from dbprobe.argspec import ArgSpec
-from dbprobe.elf import ElfBinary, Symbol, UsdtProbe
+from dbprobe.binary.argspec import ArgSpec
+from dbprobe.binary.elf import ElfBinary, Symbol, UsdtProbe
 from dbprobe.errors import DbprobeError
-from dbprobe.recipes import Family, Hook, Recipe, Variant
+from dbprobe.recipes.load import Family, Hook, Recipe, Variant
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Callable
 
-from dbprobe.events import HIST_SLOTS, PROTOCOLS, RawQuery, decode
+from dbprobe.kernel.records import HIST_SLOTS, PROTOCOLS, RawQuery, decode
 
 
 @dataclass(frozen=True, slots=True)
