@@ -92,7 +92,7 @@ class Family:
 class Recipe:
     database: str
     usdt_provider: str | None
-    process_names: tuple[str, ...]
+    process_names: tuple[str, ...]  # file names of its server binaries, the preferred one first
     families: dict[str, Family]
     database_oid_global: str | None = None  # the global holding a backend's database OID
 
@@ -140,10 +140,18 @@ def _recipe_from(document: dict, path: Path) -> Recipe:
     return Recipe(
         database=_require(document, "database", str, where),
         usdt_provider=document.get("usdt_provider"),
-        process_names=tuple(document.get("process_names", ())),
+        process_names=_process_names_from(document.get("process_names", []), where),
         families=families,
         database_oid_global=document.get("database_oid_global"),
     )
+
+
+def _process_names_from(value: object, where: str) -> tuple[str, ...]:
+    """The file names of the server's binaries, which discovery looks for: plain names."""
+    if (not isinstance(value, list)
+            or not all(isinstance(name, str) and name and "/" not in name for name in value)):
+        raise RecipeError(f"{where}: 'process_names' must be a list of binary file names")
+    return tuple(value)
 
 
 def _family_from(name: str, body: dict, folder: Path, where: str) -> Family:

@@ -1,0 +1,61 @@
+"""PostgreSQL as dbprobe knows it: a postmaster forking a backend per connection."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from dbprobe.binary.elf import ElfBinary
+from dbprobe.engines.base import BackendInfo, Engine, LockHolder, RunningServer, ServerSettings
+from dbprobe.engines.postgresql import cmdline, locks, titles
+from dbprobe.kernel.records import LOCK_WAIT_FAILED, RawLockEvent
+from dbprobe.model import LockTarget
+
+# As the server's .rodata holds it, whole (a NUL before it): the binary also holds messages
+# like "upgrading to PostgreSQL 9.1.".
+VERSION_PATTERN = rb"(?:^|\x00)PostgreSQL (\d+(?:\.\d+)+|\d+(?:devel|beta\d+|rc\d+)) "
+
+
+class PostgreSQL(Engine):
+    name = "postgresql"
+    display_name = "PostgreSQL"
+    double_quoted_strings = False  # "..." is an identifier
+    forks_backends = True
+    version_names_binary = True
+    reports_deadlocks = True
+
+    def find_version(self, binary: ElfBinary) -> str | None:
+        return binary.find_version_string(VERSION_PATTERN)
+
+    def is_serving(self, argv: list[str]) -> bool:
+        # A backend whose postmaster died is reparented to a process that does not run its
+        # binary, and keeps its process title.
+        if " ".join(argv).startswith(titles.TITLE_PREFIX):
+            return False
+        return not any(argument in cmdline.ONE_OFF_OPTIONS for argument in argv[1:])
+
+    def settings(self, server: RunningServer) -> ServerSettings:
+        return cmdline.server_settings(server)
+
+    def backend_info(self, pid: int, title: str) -> BackendInfo | None:
+        return titles.parse_process_title(pid, title)
+
+    def lock_target(self, raw: RawLockEvent, version: str | None,
+                    read_string: Callable[[int, int], str | None]) -> LockTarget:
+        return locks.decode_tag(raw.fields, raw.locktype, version)
+
+    def lock_mode(self, raw: RawLockEvent) -> str:
+        return locks.mode_name(raw.mode)
+
+    def conflicting_holders(self, raw: RawLockEvent) -> tuple[LockHolder, ...]:
+        return tuple(
+            LockHolder(pid, tuple(locks.mode_name(mode) for mode in locks.modes_in(bits)), session)
+            for pid, bits, session in raw.holders
+            if pid != raw.pid and locks.conflicts(raw.mode, bits)
+        )
+
+    def wait_outcome(self, flags: int) -> str:
+        return "deadlock" if flags & LOCK_WAIT_FAILED else "granted"
+
+    def unseen_blocker(self, target: LockTarget) -> str:
+        return ("not seen (it took the lock before dbprobe attached, or holds a virtual "
+                "transaction id; --dsn asks the server)")
