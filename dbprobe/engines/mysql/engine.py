@@ -20,10 +20,10 @@ class _MySQLFamily(Engine):
     double_quoted_strings = True  # without ANSI_QUOTES, "..." is a string
     forks_backends = False
     reports_deadlocks = False
-    version_pattern: bytes
+    _version_pattern: bytes
 
     def find_version(self, binary: ElfBinary) -> str | None:
-        return binary.find_version_string(self.version_pattern)
+        return binary.find_version_string(self._version_pattern)
 
     def is_serving(self, argv: list[str]) -> bool:
         return not any(argument in cmdline.ONE_OFF_OPTIONS for argument in argv[1:])
@@ -53,7 +53,7 @@ class MariaDB(_MySQLFamily):
     display_name = "MariaDB"
     version_names_binary = True
     # Matched whole: the binary also holds "for example 10.1.1-MariaDB-mariadb1precise-log".
-    version_pattern = rb"\x00(\d+\.\d+\.\d+)-MariaDB"
+    _version_pattern = rb"\x00(\d+\.\d+\.\d+)-MariaDB"
 
 
 class MySQL(_MySQLFamily):
@@ -61,4 +61,4 @@ class MySQL(_MySQLFamily):
     display_name = "MySQL"
     # A bare release number: on its own it does not tell a MySQL binary from any other.
     version_names_binary = False
-    version_pattern = rb"\x00((?:5\.[5-7]|[89]\.\d+)\.\d+)(?:-[^\x00\s]*)?\x00"
+    _version_pattern = rb"\x00((?:5\.[5-7]|[89]\.\d+)\.\d+)(?:-[^\x00\s]*)?\x00"
