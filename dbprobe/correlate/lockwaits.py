@@ -11,12 +11,13 @@ MariaDB report only the kind of lock a thread waits for (``mylocks``): no object
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Callable, Iterable, Mapping, Protocol
 
 from dbprobe.engines.mysql import locks as mylocks
 from dbprobe.discover.backends import BackendDirectory
 from dbprobe.correlate.statements import Clock, Open, SpanPairer
+from dbprobe.kernel.maps import LastStatement
 from dbprobe.kernel.records import (EV_DEADLOCK, EV_LOCK_WAIT_DONE, EV_LOCK_WAIT_START, LOCK_WAIT_FAILED,
                             RawLockEvent)
 from dbprobe.correlate.fingerprint import fingerprint
@@ -26,15 +27,6 @@ from dbprobe.discover.memory import read_c_string
 
 # A wait that ends with an error status (uprobe recipe) right before the deadlock report.
 DEADLOCK_REPORT_GRACE_S = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class LastStatement:
-    """What dbprobe's kernel side kept of a backend's current or last statement."""
-
-    text: str
-    start_ns: int
-    end_ns: int  # 0 while it runs
 
 
 class Catalog(Protocol):
