@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import shutil
-import sys
-from dataclasses import dataclass
 
 from dbprobe.errors import DbprobeError
+from dbprobe.render.output import Output, terminal_width
 from dbprobe.units import parse_duration_ns
 
 
@@ -30,24 +28,8 @@ def add_output_options(parser: argparse.ArgumentParser, *, digest: str) -> None:
                         help="show statements as sent, literals included (they can hold secrets)")
 
 
-@dataclass(frozen=True, slots=True)
-class OutputOptions:
-    json: bool
-    show_literals: bool
-    width: int | None  # the terminal's, or None to never cut lines
-    prefix: str = ""  # put before every line (the demo tags each report's lines)
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "OutputOptions":
-        width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
-        return cls(json=args.json, show_literals=args.show_literals, width=width)
-
-    def emit(self, text: str) -> None:
-        """Write report text to stdout, each line with the prefix. The trace's poll loop
-        flushes after each batch of records, not after every line."""
-        if self.prefix:
-            text = "\n".join(self.prefix + line for line in text.split("\n"))
-        sys.stdout.write(text + "\n")
+def output_from_args(args: argparse.Namespace) -> Output:
+    return Output(json=args.json, show_literals=args.show_literals, width=terminal_width())
 
 
 def parse_threshold_ns(text: str) -> int:

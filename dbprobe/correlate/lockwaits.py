@@ -13,28 +13,20 @@ object and no holders.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Callable, Iterable, Mapping, Protocol
 
 from dbprobe.discover.backends import BackendDirectory
 from dbprobe.correlate.statements import Clock, Open, SpanPairer
 from dbprobe.engines.base import Engine
 from dbprobe.engines.registry import engine_for
+from dbprobe.kernel.maps import LastStatement
 from dbprobe.kernel.records import EV_DEADLOCK, EV_LOCK_WAIT_DONE, EV_LOCK_WAIT_START, RawLockEvent
 from dbprobe.model import Blocker, Deadlock, LockWait, Source, Statement
 from dbprobe.discover.memory import read_c_string
 
 # A wait that ends with an error status (uprobe recipe) right before the deadlock report.
 DEADLOCK_REPORT_GRACE_S = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class LastStatement:
-    """What dbprobe's kernel side kept of a backend's current or last statement."""
-
-    text: str
-    start_ns: int
-    end_ns: int  # 0 while it runs
 
 
 class Catalog(Protocol):

@@ -45,6 +45,60 @@ class LatencyHistogram:
         return sum(self.combined())
 
 
+@dataclass(frozen=True, slots=True)
+class QueryCounters:
+    """The query family's counters: totals and the latency histogram of every statement."""
+
+    totals: KernelTotals
+    histogram: LatencyHistogram
+
+    @classmethod
+    def empty(cls) -> "QueryCounters":
+        return cls(KernelTotals(), LatencyHistogram.empty())
+
+    def __sub__(self, earlier: "QueryCounters") -> "QueryCounters":
+        return QueryCounters(self.totals - earlier.totals, self.histogram - earlier.histogram)
+
+
+@dataclass(frozen=True, slots=True)
+class TxnTotals:
+    """What the kernel counted of every transaction, whatever its duration."""
+
+    commits: int
+    aborts: int
+    total_ns: int
+    histogram: tuple[int, ...]
+
+    @classmethod
+    def empty(cls) -> "TxnTotals":
+        return cls(0, 0, 0, (0,) * HIST_SLOTS)
+
+    def __sub__(self, earlier: "TxnTotals") -> "TxnTotals":
+        return TxnTotals(self.commits - earlier.commits, self.aborts - earlier.aborts,
+                         self.total_ns - earlier.total_ns,
+                         tuple(a - b for a, b in zip(self.histogram, earlier.histogram)))
+
+
+@dataclass(frozen=True, slots=True)
+class LastStatement:
+    """What the kernel side kept of a backend's current or last statement."""
+
+    text: str
+    start_ns: int
+    end_ns: int  # 0 while it runs
+
+
+@dataclass(frozen=True, slots=True)
+class LWLockTotals:
+    """LWLock waits counted in the kernel for one tranche and mode."""
+
+    tranche_address: int  # where the tranche's name is in the server's memory
+    mode: int
+    waits: int
+    total_ns: int
+    max_ns: int
+
+
 class Collector:
     """Delivers ring-buffer records to a callback and reads the kernel's counters."""
 
@@ -105,6 +159,25 @@ class Collector:
         bpf_table = self._bpf[table]
         per_cpu = bpf_table.getvalue(bpf_table.Key(0))
         return {name: sum(getattr(cpu, name) for cpu in per_cpu) for name, _ in per_cpu[0]._fields_}
+
+    def query_counters(self) -> QueryCounters:
+        return QueryCounters(self.totals(), self.histogram())
+
+    def txn_totals(self) -> TxnTotals:
+        counters = self.summed("txn_totals")
+        return TxnTotals(counters["commits"], counters["aborts"], counters["total_ns"],
+                         self.counts("txn_hist", HIST_SLOTS))
+
+    def last_statement(self, pid: int) -> LastStatement | None:
+        value = self.lookup("pg_last_statements", pid)
+        if value is None:
+            return None
+        text = bytes(value.text)[: value.len].decode("utf-8", errors="replace")
+        return LastStatement(text=text, start_ns=value.start_ns, end_ns=value.end_ns)
+
+    def lwlock_totals(self) -> list[LWLockTotals]:
+        return [LWLockTotals(key.tranche, key.mode, value.waits, value.total_ns, value.max_ns)
+                for key, value in self.items("pg_lwlock_totals")]
 
     def histogram(self) -> LatencyHistogram:
         counts = self.counts("query_hist", len(PROTOCOLS) * HIST_SLOTS)

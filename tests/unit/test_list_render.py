@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import json
 
-from dbprobe.commands.listing import (
-    UNAVAILABLE,
-    FamilyStatus,
-    ServerListing,
-    inspect_servers,
-    listing_json,
-    listing_text,
-)
+from dbprobe.recipes.survey import UNAVAILABLE, FamilyStatus, ServerListing, inspect_servers
+from dbprobe.render.listing import listing_json, listing_text
 from dbprobe.discover.processes import BackendInfo, ServerProcess
 
 WIDTH = 80
