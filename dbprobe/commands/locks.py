@@ -9,6 +9,7 @@ from dbprobe.commands.options import (add_output_options, add_target_options, ou
                                       parse_threshold_ns)
 from dbprobe.discover import processes as discovery
 from dbprobe.engines.postgresql.catalog import PostgresCatalog
+from dbprobe.engines.registry import engine_for
 from dbprobe.errors import DbprobeError
 from dbprobe.kernel.trace import TraceRequest
 from dbprobe.render.output import status
@@ -44,7 +45,7 @@ def run_command(args: argparse.Namespace) -> int:
     return 0
 
 
-_SERVER_NAMES = {"mariadb": "MariaDB", "mysql": "MySQL"}
+_CATALOG_DATABASE = "postgresql"  # the server PostgresCatalog asks
 
 
 def _databases(dsn: str | None, pid: int | None, binary: str | None) -> tuple[str, ...]:
@@ -56,8 +57,8 @@ def _databases(dsn: str | None, pid: int | None, binary: str | None) -> tuple[st
     elif binary is not None and Path(binary).is_file():
         named, what = discovery.identify_binary(binary)[0], binary
     else:
-        return ("postgresql",)
-    if named in _SERVER_NAMES:
+        return (_CATALOG_DATABASE,)
+    if named is not None and named != _CATALOG_DATABASE:
         raise DbprobeError(f"--dsn is a PostgreSQL connection string, and {what} is a "
-                           f"{_SERVER_NAMES[named]} server: leave --dsn out")
-    return ("postgresql",)
+                           f"{engine_for(named).display_name} server: leave --dsn out")
+    return (_CATALOG_DATABASE,)

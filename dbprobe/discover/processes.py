@@ -26,7 +26,7 @@ import psutil
 
 from dbprobe.binary.elf import ElfBinary, ElfError
 from dbprobe.discover.files import FileIdentity, file_identity
-from dbprobe.engines.base import BackendInfo, Engine, ServerSettings
+from dbprobe.engines.base import BackendInfo, Engine
 from dbprobe.engines.registry import (ENGINES, NAMES, display_names, engine_for, engines_running,
                                       identify, server_binary_names)
 from dbprobe.errors import DbprobeError

@@ -12,13 +12,17 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
 from dbprobe.binary.elf import ElfBinary
 from dbprobe.correlate.fingerprint import Fingerprint, fingerprint
+from dbprobe.digest.locks import LWLockStats
 from dbprobe.kernel.records import RawLockEvent
 from dbprobe.model import LockTarget
 from dbprobe.recipes.load import load_recipe
+
+if TYPE_CHECKING:
+    from dbprobe.kernel.maps import Collector
 
 NO_MODE = "-"  # a lock wait whose server does not say in which mode it asked
 
@@ -134,3 +138,8 @@ class Engine(ABC):
     @abstractmethod
     def unseen_blocker(self, target: LockTarget) -> str:
         """Why a wait names no blocker, and where to look for it."""
+
+    def lwlock_waits(self, collector: Collector, server_pids: Sequence[int]) -> list[LWLockStats]:
+        """The waits for its internal locks that its program counts in kernel, by tranche;
+        `server_pids` are processes whose memory names them. None for most servers."""
+        return []

@@ -10,6 +10,7 @@ from typing import Sequence
 from dbprobe.binary.elf import ElfBinary
 from dbprobe.discover import processes as discovery
 from dbprobe.discover.processes import BackendInfo, ServerProcess
+from dbprobe.engines.registry import engine_for
 from dbprobe.errors import DbprobeError
 from dbprobe.recipes.bind import FamilyPlan, plan_family
 from dbprobe.recipes.load import Recipe, load_recipe
@@ -66,9 +67,8 @@ def _open_binary(server: ServerProcess,
                             f"(reading /proc/{server.pid}/exe needs root)")
     key = _file_identity(server.binary)
     if key not in binaries:
-        root = "/" if server.binary == server.binary_in_root else f"/proc/{server.pid}/root"
         try:
-            binaries[key] = ElfBinary(server.binary, root=root)
+            binaries[key] = ElfBinary(server.binary, root=server.root)
         except DbprobeError as error:
             binaries[key] = error
     return binaries[key]
@@ -101,7 +101,7 @@ def family_status(plan: FamilyPlan) -> FamilyStatus:
 
 
 def _backends(server: ServerProcess) -> tuple[BackendInfo, ...]:
-    if server.db != discovery.POSTGRESQL:
-        return ()
+    if not engine_for(server.db).forks_backends:
+        return ()  # one process, whose threads have no titles of their own
     found = (discovery.backend_info(pid) for pid in server.processes if pid != server.pid)
     return tuple(info for info in found if info is not None)  # None: it exited meanwhile

@@ -7,7 +7,8 @@ from typing import Sequence
 
 from tabulate import tabulate
 
-from dbprobe.engines.mysql import locks as mylocks
+from dbprobe.engines.base import NO_MODE
+from dbprobe.engines.registry import engine_for
 from dbprobe.digest.locks import LockDigest, LWLockStats, StatementStats
 from dbprobe.model import Blocker, Deadlock, LockWait, Statement
 from dbprobe.render.text import (clock_ms, fit, histogram_json, histogram_text, iso_time, span,
@@ -34,7 +35,7 @@ def _blocker_line(blocker: Blocker, show_literals: bool, at: float) -> str:
     state = blocker.state if seconds is None else f"{blocker.state} for {seconds:.1f} s"
     holds = f", holds {'+'.join(blocker.modes)}" if blocker.modes else ""
     session = " (session lock)" if blocker.session else ""
-    via = " [pg_blocking_pids]" if blocker.source == "pg_blocking_pids" else ""
+    via = f" [{blocker.source}]" if blocker.source != "dbprobe" else ""  # the server's own view
     return f"    blocker: pid {blocker.pid}, {state}{holds}{session}{via}: {_text(blocker.statement, show_literals)}"
 
 
@@ -47,16 +48,13 @@ def wait_lines(wait: LockWait, *, show_literals: bool, width: int | None, waited
         when, how = clock_ms(at), f"waited {wait.wait_ms:.1f} ms"
         if wait.outcome not in ORDINARY_OUTCOMES:
             how += f" ({wait.outcome})"
-    what = wait.target_name if wait.mode == mylocks.NO_MODE else f"{wait.mode} on {wait.target_name}"
+    what = wait.target_name if wait.mode == NO_MODE else f"{wait.mode} on {wait.target_name}"
     head = f"{when} pid {wait.pid} {wait.database or '-'}: {how} for {what}"
     lines = [head, f"    waiter:  {_text(wait.statement, show_literals)}"]
     if wait.blockers:
         lines += [_blocker_line(blocker, show_literals, at) for blocker in wait.blockers]
-    elif wait.db == "postgresql":
-        lines.append("    blocker: not seen (it took the lock before dbprobe attached, or holds a "
-                     "virtual transaction id; --dsn asks the server)")
     else:
-        lines.append(f"    blocker: unknown ({mylocks.blocker_hint(wait.db, wait.target)})")
+        lines.append(f"    blocker: {engine_for(wait.db).unseen_blocker(wait.target)}")
     return [fit(line, width) for line in lines]
 
 

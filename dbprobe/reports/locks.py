@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dbprobe.correlate.lockwaits import Catalog, LockWaitTracker
 from dbprobe.digest.locks import LockDigest, LWLockStats
-from dbprobe.discover.memory import read_c_string
+from dbprobe.engines.registry import engine_for
 from dbprobe.kernel.records import RawLockEvent
 from dbprobe.kernel.trace import Trace
 from dbprobe.model import Deadlock, LockWait
@@ -107,14 +107,9 @@ class LockReport:
                                                         **common))
 
     def _lwlock_stats(self) -> list[LWLockStats]:
-        """The kernel's LWLock wait counts, tranche names read from a server's memory."""
-        if not any(target.db == "postgresql" for target in self._trace.targets):
-            return []  # only PostgreSQL's program counts them
-        server_pids = [server.pid for target in self._trace.targets for server in target.servers]
-        stats = []
-        for counted in self._trace.collector.lwlock_totals():
-            address = counted.tranche_address
-            name = next(filter(None, (read_c_string(pid, address) for pid in server_pids)), None)
-            stats.append(LWLockStats(name or f"tranche at {address:#x}", counted.mode, counted.waits,
-                                     counted.total_ns, counted.max_ns))
-        return stats
+        """The internal-lock wait counts of the engines whose programs keep them."""
+        server_pids: dict[str, list[int]] = {}  # by engine: one program counts for all its targets
+        for target in self._trace.targets:
+            server_pids.setdefault(target.db, []).extend(server.pid for server in target.servers)
+        return [stats for db, pids in server_pids.items()
+                for stats in engine_for(db).lwlock_waits(self._trace.collector, pids)]

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from dbprobe.binary.elf import ElfBinary
+from dbprobe.digest.locks import LWLockStats
+from dbprobe.discover.memory import read_c_string
 from dbprobe.engines.base import BackendInfo, Engine, LockHolder, RunningServer, ServerSettings
 from dbprobe.engines.postgresql import cmdline, locks, titles
 from dbprobe.kernel.records import LOCK_WAIT_FAILED, RawLockEvent
 from dbprobe.model import LockTarget
+
+if TYPE_CHECKING:
+    from dbprobe.kernel.maps import Collector
 
 # As the server's .rodata holds it, whole (a NUL before it): the binary also holds messages
 # like "upgrading to PostgreSQL 9.1.".
@@ -59,3 +64,14 @@ class PostgreSQL(Engine):
     def unseen_blocker(self, target: LockTarget) -> str:
         return ("not seen (it took the lock before dbprobe attached, or holds a virtual "
                 "transaction id; --dsn asks the server)")
+
+    def lwlock_waits(self, collector: Collector, server_pids: Sequence[int]) -> list[LWLockStats]:
+        """LWLock waits; the kernel keys them by the address of the tranche's name, which
+        any of the server's processes can read."""
+        stats = []
+        for counted in collector.lwlock_totals():
+            address = counted.tranche_address
+            name = next(filter(None, (read_c_string(pid, address) for pid in server_pids)), None)
+            stats.append(LWLockStats(name or f"tranche at {address:#x}", counted.mode, counted.waits,
+                                     counted.total_ns, counted.max_ns))
+        return stats
