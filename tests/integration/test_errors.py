@@ -42,7 +42,7 @@ def test_pid_that_is_not_a_database(require_root_bpf):
     sleeper = subprocess.Popen(["sleep", "60"])
     try:
         assert_one_line_error(run_dbprobe("slow", "-p", str(sleeper.pid)),
-                              f"pid {sleeper.pid}", "is not a PostgreSQL or MySQL/MariaDB server")
+                              f"pid {sleeper.pid}", "is not a PostgreSQL, MariaDB or MySQL server")
     finally:
         sleeper.kill()
 

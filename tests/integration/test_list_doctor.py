@@ -111,7 +111,7 @@ def test_list_of_a_process_that_is_no_server_is_one_error_line(require_root_bpf:
     finished = run_dbprobe("list", "-p", str(os.getpid()))
     assert finished.returncode == 2
     assert len(finished.stderr.splitlines()) == 1
-    assert "is not a PostgreSQL or MySQL/MariaDB server process" in finished.stderr
+    assert "is not a PostgreSQL, MariaDB or MySQL server process" in finished.stderr
 
 
 def test_doctor_passes_on_this_machine_and_checks_each_server(

@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import glob
 import inspect
+import json
 import typing
 
 import pytest
 
 from dbprobe.binary.elf import ElfBinary
 from dbprobe.correlate.fingerprint import Fingerprint
+from dbprobe.correlate.lockwaits import LockWaitTracker
+from dbprobe.digest.locks import LockDigest
+from dbprobe.discover.backends import BackendDirectory
 from dbprobe.engines.base import NO_MODE, BackendInfo, Engine, LockHolder, ServerSettings
 from dbprobe.engines.registry import ENGINES, NAMES, engine_for, engines_running, identify
 from dbprobe.errors import DbprobeError
-from dbprobe.kernel.records import EV_LOCK_WAIT_START, LOCK_WAIT_FAILED, RawLockEvent
-from dbprobe.model import LockTarget
+from dbprobe.kernel.records import EV_LOCK_WAIT_DONE, EV_LOCK_WAIT_START, LOCK_WAIT_FAILED, RawLockEvent
+from dbprobe.model import LockTarget, Source
+from dbprobe.render import locks as lockreport
 from dbprobe.recipes.load import load_recipe
 from tests.support.sdtbin import build_sdt_probes
 
@@ -240,3 +245,39 @@ def test_identify_installed_servers() -> None:
             identified = identify(name, lambda engine: engine.find_version(binary))
             assert identified is not None and identified[0].name == expected, (path, name)
             assert identified[1] is not None and identified[1][0].isdigit()
+
+
+@pytest.mark.parametrize("engine_name", ["mariadb", "mysql"])
+def test_lock_report_hides_double_quoted_literals(engine_name: str) -> None:
+    # "..." is a string in MySQL's dialect: the waiter's secret must not reach the report.
+    hook = 3
+    waits = LockWaitTracker({hook: Source(engine_name, "/usr/sbin/mysqld", "uprobe")}, {hook: None},
+                            BackendDirectory(), last_statement=lambda pid: None)
+    waits.record(lock_start(hook=hook, locktype=3, holders=(), text=b'update t set v = "secret" where id = 1'))
+    ended = waits.record(lock_start(hook=hook, kind=EV_LOCK_WAIT_DONE, ts_ns=2_000_000, text=b""))
+    digest = LockDigest()
+    digest.add(ended)
+
+    text = "\n".join(lockreport.wait_lines(ended, show_literals=False, width=None))
+    record = json.loads(lockreport.wait_json(ended, show_literals=False))
+    summary = lockreport.summary_json(digest, [], started=0.0, ended=1.0, still_waiting=0, lost=0)
+
+    assert "    waiter:  update t set v = ? where id = ?" in text.splitlines()
+    assert record["query"] == "update t set v = ? where id = ?"
+    assert "secret" not in text + json.dumps(record) + summary
+    shown = json.loads(lockreport.wait_json(ended, show_literals=True))
+    assert shown["query"] == 'update t set v = "secret" where id = 1'
+
+
+@each_engine
+def test_lwlock_waits_are_a_list(engine: Engine) -> None:
+    class NoLWLockCounts:
+        def lwlock_totals(self) -> list:
+            return []
+
+    class NoMapsAtAll:
+        def __getattr__(self, name: str):
+            raise AssertionError(f"{engine.name}'s program has no {name}")
+
+    collector = NoLWLockCounts() if engine.name == "postgresql" else NoMapsAtAll()
+    assert engine.lwlock_waits(collector, [4242]) == []
