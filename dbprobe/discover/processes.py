@@ -31,14 +31,6 @@ from dbprobe.engines.registry import (ENGINES, NAMES, display_names, engine_for,
                                       identify, server_binary_names)
 from dbprobe.errors import DbprobeError
 
-__all__ = ["BackendInfo", "ServerProcess", "backend_info", "find_servers", "identify_binary",
-           "ns_pid_of", "parse_container_id", "parse_ns_pid", "server_for_pid"]
-
-POSTGRESQL = "postgresql"
-MARIADB = "mariadb"
-MYSQL = "mysql"
-DATABASES = NAMES
-
 
 @dataclass(frozen=True, slots=True)
 class ServerProcess:

@@ -16,8 +16,6 @@ import psycopg
 import pytest
 
 from dbprobe.discover.processes import (
-    MARIADB,
-    POSTGRESQL,
     ServerProcess,
     backend_info,
     find_servers,
@@ -32,6 +30,7 @@ from dbprobe.demo.server import (ThrowawayMariaDB, ThrowawayPostgres, installed_
 from tests.support.chroot import ChrootedPostgres
 from tests.support.tracing import DbprobeRun, Finished, run_dbprobe
 
+POSTGRESQL, MARIADB = "postgresql", "mariadb"
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0, reason="needs root to read other users' /proc/PID/exe (CI runs as root)"
 )

@@ -25,7 +25,7 @@ from dbprobe.errors import DbprobeError
 from dbprobe.kernel.records import EV_LOCK_WAIT_DONE, EV_LOCK_WAIT_START, LOCK_WAIT_FAILED, RawLockEvent
 from dbprobe.model import LockTarget, Source
 from dbprobe.render import locks as lockreport
-from dbprobe.recipes.load import load_recipe
+from dbprobe.recipes.load import RecipeError, _recipe_from, load_recipe
 from tests.support.sdtbin import build_sdt_probes
 
 ENGINE_IDS = [engine.name for engine in ENGINES]
@@ -281,3 +281,13 @@ def test_lwlock_waits_are_a_list(engine: Engine) -> None:
 
     collector = NoLWLockCounts() if engine.name == "postgresql" else NoMapsAtAll()
     assert engine.lwlock_waits(collector, [4242]) == []
+
+
+@pytest.mark.parametrize("names", [["bin/postgres"], "postgres", [""], [7]])
+def test_process_names_must_be_binary_file_names(names, tmp_path) -> None:
+    # Discovery matches them against the file names servers run: a path or a non-string never would.
+    (tmp_path / "demo.bpf.c").write_text("/* handlers */\n")
+    document = {"database": "demo", "process_names": names,
+                "families": {"query": {"source": "demo.bpf.c", "variants": []}}}
+    with pytest.raises(RecipeError, match="demo.toml: 'process_names' must be a list of binary file names"):
+        _recipe_from(document, tmp_path / "demo.toml")
