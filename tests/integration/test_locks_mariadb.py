@@ -149,6 +149,30 @@ def test_row_lock_wait_with_the_waiters_statement(mariadb, table):
     assert summary["waiting_statements"][0]["query"] == wait["query"]
 
 
+@pytest.mark.parametrize("output", ["--json", "text"])
+def test_double_quoted_string_literals_are_hidden(mariadb, table, output):
+    # "..." is a string in MySQL's dialect, not an identifier: its value is a literal to hide.
+    with connect(mariadb) as holder, connect(mariadb) as waiting:
+        tracing = trace(mariadb, *([output] if output == "--json" else []))
+        run(holder, "BEGIN")
+        run(holder, f"UPDATE {table} SET v = 1 WHERE id = 3")
+        waiter = Waiter(waiting, f'UPDATE {table} SET v = LENGTH("secret-value") WHERE id = 3')
+        time.sleep(0.3)
+        run(holder, "COMMIT")
+        waiter.join()
+        finished = stop(tracing)
+
+    assert waiter.error is None, waiter.error
+    normalised = f"UPDATE {table} SET v = LENGTH(?) WHERE id = ?"
+    if output == "--json":
+        (wait,) = finished.events("lock_wait")
+        assert wait["query"] == normalised
+        assert finished.events("summary")[-1]["waiting_statements"][0]["query"] == normalised
+    else:
+        assert f"    waiter:  {normalised}" in finished.stdout.splitlines(), finished.stdout
+    assert "secret-value" not in finished.stdout
+
+
 def test_metadata_lock_wait_is_one_wait_however_many_seconds(mariadb, table):
     # The server waits for a metadata lock one second at a time; dbprobe reports one wait.
     held_s = 2.5
