@@ -36,6 +36,9 @@ class Catalog(Protocol):
     def database_name(self, database_oid: int) -> str | None: ...
     def blocking_pids(self, pid: int) -> list[int]: ...
 
+    @property
+    def blockers_source(self) -> str: ...  # how a Blocker from blocking_pids() says it was found
+
 
 class LockWaitTracker:
     def __init__(self, sources: Mapping[int, Source], versions: Mapping[int, str | None],
@@ -161,7 +164,7 @@ class LockWaitTracker:
         if self._catalog is not None:
             for pid in self._catalog.blocking_pids(raw.pid):
                 if pid not in named:
-                    yield self._blocker(pid, (), False, "pg_blocking_pids", engine)
+                    yield self._blocker(pid, (), False, self._catalog.blockers_source, engine)
 
     def _blocker(self, pid: int, modes: tuple[str, ...], session: bool, source: str,
                  engine: Engine) -> Blocker:
