@@ -8,6 +8,7 @@ this notices the replacement and the servers that run the new file, and says so,
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
@@ -18,6 +19,7 @@ from dbprobe.discover.targets import Target
 from dbprobe.engines.registry import engine_for
 
 Identity = Callable[[str], FileIdentity | None]
+SCAN_EVERY_S = 5.0  # a scan of /proc for servers costs tens of milliseconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,14 +92,17 @@ class BinaryWatch:
     """Tells, once each, that a traced binary was replaced and which servers run the new file.
 
     ``check()`` costs a stat per traced path; only once a path was replaced does it also
-    look for the servers running the new file (a scan of /proc).
+    look for the servers running the new file, with a scan of /proc every SCAN_EVERY_S.
     """
 
     def __init__(self, targets: Sequence[Target], *, identity: Identity = file_identity,
-                 find_servers: Callable[[], list[ServerProcess]] | None = None):
+                 find_servers: Callable[[], list[ServerProcess]] | None = None,
+                 clock: Callable[[], float] = time.monotonic):
         self._watched = watched_binaries(targets)
         self._identity = identity
         self._find_servers = find_servers or processes.find_servers
+        self._clock = clock
+        self._next_scan = 0.0
         self._told_files: set[tuple[str, FileIdentity]] = set()
         self._told_servers: set[tuple[int, FileIdentity | None]] = set()
 
@@ -108,13 +113,20 @@ class BinaryWatch:
             if (binary.path, new_file) not in self._told_files:
                 self._told_files.add((binary.path, new_file))
                 messages.append(replaced_message(binary))
-        if self._told_files:
+        if self._told_files and self._due_for_scan():
             for server in untraced_servers(self._watched, self._find_servers(), self._identity):
                 key = (server.pid, self._identity(server.binary))
                 if key not in self._told_servers:
                     self._told_servers.add(key)
                     messages.append(untraced_message(server))
         return messages
+
+    def _due_for_scan(self) -> bool:
+        now = self._clock()
+        if now < self._next_scan:
+            return False
+        self._next_scan = now + SCAN_EVERY_S
+        return True
 
     def restart_is_traced(self, server: ServerProcess) -> bool | None:
         """Whether a server started again from `server`'s path would run a traced file; None

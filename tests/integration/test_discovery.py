@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
 import subprocess
@@ -22,7 +23,7 @@ from dbprobe.discover.processes import (
     ns_pid_of,
     server_for_pid,
 )
-from dbprobe.discover.replaced import BinaryWatch
+from dbprobe.discover.replaced import SCAN_EVERY_S, BinaryWatch
 from dbprobe.discover.targets import choose_targets
 from dbprobe.errors import DbprobeError
 from dbprobe.demo.server import (ThrowawayMariaDB, ThrowawayPostgres, installed_postgres_bindir,
@@ -317,7 +318,8 @@ def test_a_replaced_binary_and_the_restarted_server_are_told(copied_postgres_bin
     binary = copied_postgres_bindir / "postgres"
     with ThrowawayPostgres(bindir=copied_postgres_bindir) as pg_server:
         traced = choose_targets(pid=pg_server.pid, binary=None, databases=(POSTGRESQL,))
-        watch = BinaryWatch(traced)
+        # Its clock moves a scan interval at each reading: every check looks for servers.
+        watch = BinaryWatch(traced, clock=itertools.count(step=SCAN_EVERY_S).__next__)
         assert watch.check() == []
         assert watch.restart_is_traced(traced[0].servers[0]) is True
 

@@ -13,8 +13,8 @@ import pytest
 from dbprobe.discover import targets
 from dbprobe.discover.processes import (HostBinary, ServerProcess, parse_container_id, parse_ns_pid,
                                         resolve_binary)
-from dbprobe.discover.replaced import (BinaryWatch, replaced, restart_path, untraced_servers,
-                                       watched_binaries)
+from dbprobe.discover.replaced import (SCAN_EVERY_S, BinaryWatch, replaced, restart_path,
+                                       untraced_servers, watched_binaries)
 from dbprobe.errors import DbprobeError
 from tests.support.sdtbin import build_sdt_probes
 
@@ -260,7 +260,9 @@ class Disk:
 def test_a_replaced_binary_is_told_once_then_the_server_running_the_new_file() -> None:
     disk = Disk()
     running: list[ServerProcess] = [server(10, POSTGRES)]
-    watch = BinaryWatch([target_of(running[0])], identity=disk.identity, find_servers=lambda: running)
+    now = [0.0]
+    watch = BinaryWatch([target_of(running[0])], identity=disk.identity, find_servers=lambda: running,
+                        clock=lambda: now[0])
     assert watch.check() == []
     assert watch.restart_is_traced(running[0]) is True
 
@@ -276,6 +278,9 @@ def test_a_replaced_binary_is_told_once_then_the_server_running_the_new_file() -
 
     running[:] = [server(11, POSTGRES)]  # restarted: a new pid, the new file
     disk.files["/proc/11/exe"] = NEW
+    now[0] += SCAN_EVERY_S - 0.1
+    assert watch.check() == []  # servers are looked for less often than the file
+    now[0] += 0.1
     assert watch.check() == [f"PostgreSQL server pid 11 runs the new {POSTGRES} and is not traced: "
                              f"run dbprobe again to trace it"]
     assert watch.check() == []
