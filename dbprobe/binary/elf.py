@@ -23,6 +23,7 @@ from elftools.common.exceptions import ELFError
 from elftools.construct.core import ConstructError
 from elftools.elf.elffile import ELFFile
 
+from dbprobe.binary.arch import Architecture, architecture_for
 from dbprobe.binary.argspec import ArgSpec, ArgSpecError, parse_argspecs
 from dbprobe.errors import DbprobeError
 
@@ -35,8 +36,6 @@ _MACHINES = {
     "EM_S390": "s390",
     "EM_RISCV": "riscv",
 }
-# parse_argspec speaks the x86 AT&T operand syntax.
-_ARGSPEC_MACHINES = frozenset({"x86_64", "i386"})
 
 _STAPSDT_SECTION = ".note.stapsdt"
 _STAPSDT_BASE_SECTION = ".stapsdt.base"
@@ -192,6 +191,11 @@ class ElfBinary:
         return self._layout.machine
 
     @property
+    def architecture(self) -> Architecture | None:
+        """Its CPU architecture's registers and note syntax; None when dbprobe has none for it."""
+        return architecture_for(self.machine)
+
+    @property
     def is_pie(self) -> bool:
         """True when addresses are relative to the load address (PIE or shared library)."""
         return self._layout.is_position_independent
@@ -264,12 +268,13 @@ class ElfBinary:
         )
 
     def _decode_args(self, arg_text: str) -> tuple[tuple[ArgSpec, ...], str | None]:
-        if self.machine not in _ARGSPEC_MACHINES:
+        arch = self.architecture
+        if arch is None:
             if not arg_text.strip():
                 return (), None
             return (), f"arguments of {self.machine} probes cannot be decoded"
         try:
-            return parse_argspecs(arg_text), None
+            return parse_argspecs(arg_text, arch), None
         except ArgSpecError as error:
             return (), str(error)
 
