@@ -37,7 +37,7 @@ _MACHINES = {
     "EM_RISCV": "riscv",
 }
 
-_STAPSDT_SECTION = ".note.stapsdt"
+STAPSDT_SECTION = ".note.stapsdt"  # the section of USDT notes
 _STAPSDT_BASE_SECTION = ".stapsdt.base"
 _STAPSDT_OWNER = b"stapsdt"
 _NT_STAPSDT = 3
@@ -237,7 +237,7 @@ class ElfBinary:
         layout = self._layout
         notes = []
         for section in layout.sections:
-            if section.name != _STAPSDT_SECTION or section.type != "SHT_NOTE":
+            if section.name != STAPSDT_SECTION or section.type != "SHT_NOTE":
                 continue
             data = _read_section_bytes(self.path, section)
             for owner, note_type, desc in _iter_notes(data, section, layout.byteorder, self.path):

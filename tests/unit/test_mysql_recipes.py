@@ -17,7 +17,8 @@ from dbprobe.binary.elf import ElfBinary
 from dbprobe.errors import DbprobeError
 from dbprobe.recipes.bind import FamilyPlan, plan_family, require_plan
 from dbprobe.recipes.load import load_recipe
-from dbprobe.demo.server import SBIN_DIRS, find_program
+from dbprobe.demo.server import find_program
+from tests.support.mariadb import SBIN_DIRS
 from tests.support.sdtbin import build_sdt_probes
 from tests.support.standin import StandinFlavour, build_standin
 
