@@ -1,10 +1,10 @@
 """Throwaway PostgreSQL servers for the demo, the tests and the benchmarks, and the
-lifecycle every throwaway server shares (the tests' MariaDB builds on it).
+lifecycle every throwaway server shares (the tests' other servers build on it).
 
-Each server is real: a fresh data directory made by the server's own tool (``initdb``,
-``mariadb-install-db``) in a private temporary directory, its own port on 127.0.0.1 and its
-own unix socket, run as the server's OS user. Nothing here reads or touches the clusters
-and servers already on the host: option files are ignored and the default ports refused.
+Each server is real: a fresh data directory made by the server's own tool (``initdb``)
+in a private temporary directory, its own port on 127.0.0.1 and its own unix socket, run
+as the server's OS user. Nothing here reads or touches the clusters and servers already
+on the host: option files are ignored and the default ports refused.
 
 Every exit path cleans up: ``stop()`` asks for a fast shutdown, kills the server's process
 group if that does not finish in time, and removes the temporary directory; servers still
