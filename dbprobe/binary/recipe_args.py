@@ -9,9 +9,9 @@ unsigned 8 bytes) and WHERE one of:
   ``NAME``, ``NAME+8``     the global variable NAME, or memory 8 bytes into it
 
 Arguments count from 1, as USDT argument numbers do; ``argN`` and ``ret`` are never
-taken for globals of those names. Binding a recipe to a binary
-resolves each one through the binary's architecture (dbprobe/binary/arch/) into the
-ArgSpec that the kernel side reads: ``8@arg2`` is rsi on x86-64.
+taken for globals of those names. Binding a recipe to a binary resolves each one through
+the binary's architecture (dbprobe/binary/arch/) into the ArgSpec that the kernel side
+reads: ``8@arg2`` is rsi on x86-64.
 """
 
 from __future__ import annotations
