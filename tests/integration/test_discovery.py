@@ -25,7 +25,9 @@ from dbprobe.discover.processes import (
     server_for_pid,
 )
 from dbprobe.errors import DbprobeError
-from dbprobe.demo.server import ThrowawayMariaDB, ThrowawayPostgres, make_usdt_less_copy
+from dbprobe.demo.server import ThrowawayPostgres
+from tests.support.mariadb import ThrowawayMariaDB
+from tests.support.pgcopy import make_usdt_less_copy
 
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0, reason="needs root to read other users' /proc/PID/exe (CI runs as root)"
