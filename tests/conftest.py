@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from dbprobe.demo.server import ThrowawayMariaDB, ThrowawayPostgres, make_usdt_less_copy
+from dbprobe.demo.server import ThrowawayPostgres
+from tests.support.mariadb import ThrowawayMariaDB
+from tests.support.pgcopy import make_usdt_less_copy
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"
 ROOT_BPF_REASON = "needs root and BPF (CI runs as root)"

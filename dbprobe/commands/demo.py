@@ -14,7 +14,7 @@ import sys
 import time
 
 from dbprobe.kernel import preflight
-from dbprobe.commands.options import seconds
+from dbprobe.commands.options import at_least_two, seconds
 from dbprobe.engines.postgresql.catalog import PostgresCatalog
 from dbprobe.render.output import Output, terminal_width
 from dbprobe.reports.locks import LockReport
@@ -34,7 +34,7 @@ PROGRESS_EVERY_S = 5.0
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=seconds, default=30.0, metavar="S",
                         help="how long the workload runs while traced (default 30 s)")
-    parser.add_argument("--clients", type=int, default=4, metavar="N",
+    parser.add_argument("--clients", type=at_least_two, default=4, metavar="N",
                         help="concurrent client sessions, one of them the lock holder (default 4)")
     parser.add_argument("--keep", action="store_true",
                         help="leave the cluster running at the end, and say how to reach it")

@@ -16,7 +16,8 @@ from dbprobe.discover import processes as discovery
 from dbprobe.kernel import preflight
 from dbprobe.recipes.survey import UNAVAILABLE, FamilyStatus, ServerListing, inspect_servers
 from dbprobe.render.doctor import doctor_json, doctor_text
-from dbprobe.render.output import terminal_width
+from dbprobe.render.output import terminal_width, write_stdout
+from dbprobe.render.text import terminal_safe
 from dbprobe.kernel.preflight import FAIL, OK, WARN, Check
 
 CANNOT_RUN_STATUS = 2
@@ -85,7 +86,7 @@ def run_command(args: argparse.Namespace) -> int:
     checks += server_checks(inspect_servers(discovery.find_servers()), as_root=os.geteuid() == 0)
     if args.json:
         for check in checks:
-            print(doctor_json(check))
+            write_stdout(doctor_json(check) + "\n")
     else:
-        print(doctor_text(checks, terminal_width()))
+        write_stdout(terminal_safe(doctor_text(checks, terminal_width())) + "\n")
     return exit_status(checks)

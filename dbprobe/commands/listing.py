@@ -15,7 +15,8 @@ import sys
 from dbprobe.discover import processes as discovery
 from dbprobe.recipes.survey import inspect_servers
 from dbprobe.render.listing import listing_json, listing_text
-from dbprobe.render.output import terminal_width
+from dbprobe.render.output import terminal_width, write_stdout
+from dbprobe.render.text import terminal_safe
 
 NOT_ROOT_NOTE = ("not root: what other users' processes run (binary, version, probes) may be "
                  "missing or guessed; run as root (sudo dbprobe list) to see everything")
@@ -33,9 +34,9 @@ def run_command(args: argparse.Namespace) -> int:
     listings = inspect_servers(servers)
     if args.json:
         for listing in listings:
-            print(listing_json(listing), flush=True)
+            write_stdout(listing_json(listing) + "\n")
     elif listings:
-        print(listing_text(listings, terminal_width()), flush=True)
+        write_stdout(terminal_safe(listing_text(listings, terminal_width())) + "\n")
     if not listings:
         print("no PostgreSQL, MariaDB or MySQL server is running on this host",
               file=sys.stderr if args.json else sys.stdout)

@@ -32,11 +32,28 @@ def output_from_args(args: argparse.Namespace) -> Output:
     return Output(json=args.json, show_literals=args.show_literals, width=terminal_width())
 
 
+MAX_THRESHOLD_NS = 24 * 3600 * 10**9  # a day: longer than any statement worth a live line
+
+
 def parse_threshold_ns(text: str) -> int:
     try:
-        return parse_duration_ns(text, default_unit="ms")
+        threshold_ns = parse_duration_ns(text, default_unit="ms")
     except ValueError as error:
         raise DbprobeError(f"--threshold: {error}") from None
+    if threshold_ns > MAX_THRESHOLD_NS:
+        raise DbprobeError(f"--threshold: '{text}' is longer than a day, the most it takes (24h)")
+    return threshold_ns
+
+
+def at_least_two(text: str) -> int:
+    """A client count for the demo: one session holds the hot row, the others queue."""
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if number < 2:
+        raise argparse.ArgumentTypeError("must be at least 2 (one session holds a lock, the others queue)")
+    return number
 
 
 def seconds(text: str) -> float:

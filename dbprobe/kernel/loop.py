@@ -5,7 +5,6 @@ stops is reported, and tracing goes on."""
 from __future__ import annotations
 
 import signal
-import sys
 import time
 from contextlib import contextmanager
 from typing import Callable, Iterator, Sequence
@@ -13,10 +12,17 @@ from typing import Callable, Iterator, Sequence
 import psutil
 
 from dbprobe.discover.targets import Target
+from dbprobe.kernel.maps import KernelTotals
 from dbprobe.kernel.trace import Trace
+from dbprobe.render.output import flush_stdout
 
 POLL_MS = 200
 LIVENESS_SECONDS = 1.0
+LOSS_WARNING_EVERY_S = 10.0
+
+# Signals that stop a trace cleanly, with its digest. One ignored when dbprobe started stays
+# ignored: nohup (SIGHUP) and a background job of a script (SIGINT) mean it.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class ServerWatch:
@@ -24,7 +30,7 @@ class ServerWatch:
 
     def __init__(self, targets: Sequence[Target], warn: Callable[[str], None], filtered: bool):
         self._servers = {server.pid: server for target in targets for server in target.servers}
-        self._warn = warn
+        self.warn = warn
         self._filtered = filtered
         self._next_check = 0.0
 
@@ -38,7 +44,29 @@ class ServerWatch:
             del self._servers[pid]
             then = ("a restarted server has a new pid: run dbprobe again to follow it" if self._filtered
                     else "a server started again from the same binary is traced as it starts")
-            self._warn(f"{server.db} server pid {pid} stopped; still tracing ({then})")
+            self.warn(f"{server.db} server pid {pid} stopped; still tracing ({then})")
+
+
+class LossWatch:
+    """Says on stderr, while it happens, that the ring buffer dropped events: at most once
+    every LOSS_WARNING_EVERY_S, with how many were lost since the last warning."""
+
+    def __init__(self, read_totals: Callable[[], KernelTotals], warn: Callable[[str], None]):
+        self._read_totals = read_totals
+        self._warn = warn
+        self._warned_lost = 0
+        self._next_check = 0.0
+
+    def check(self, now: float) -> None:
+        if now < self._next_check:
+            return
+        self._next_check = now + LOSS_WARNING_EVERY_S
+        lost = self._read_totals().lost
+        if lost > self._warned_lost:
+            self._warn(f"warning: {lost - self._warned_lost:,} events lost in the last "
+                       f"{LOSS_WARNING_EVERY_S:g} s (the ring buffer was full): the digests still "
+                       f"count every statement; raise --threshold to see each slow one")
+            self._warned_lost = lost
 
 
 class StopRequested:
@@ -58,8 +86,8 @@ def stop_on_signals() -> Iterator[StopRequested]:
     def request(number, _frame) -> None:
         stop.signal = number
 
-    handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    previous = {number: signal.signal(number, request) for number in handled}
+    previous = {number: signal.signal(number, request) for number in STOP_SIGNALS
+                if signal.getsignal(number) is not signal.SIG_IGN}
     try:
         yield stop
     finally:
@@ -72,6 +100,7 @@ def run(trace: Trace, *, duration_s: float | None, interval_s: float | None,
         on_tick: Callable[[], None] | None = None) -> None:
     """Poll records until stopped; call on_interval every interval_s seconds, on_tick after
     every poll (at least every POLL_MS)."""
+    losses = LossWatch(trace.collector.totals, watch.warn)
     deadline = time.monotonic() + duration_s if duration_s else None
     next_interval = time.monotonic() + interval_s if interval_s else None
     while not stop:
@@ -80,13 +109,14 @@ def run(trace: Trace, *, duration_s: float | None, interval_s: float | None,
             break
         wait = min([POLL_MS / 1000] + [t - now for t in (deadline, next_interval) if t is not None])
         trace.collector.poll(max(int(wait * 1000), 0))
-        sys.stdout.flush()  # once per batch of records: a write per line would cost more
+        flush_stdout()  # once per batch of records: a write per line would cost more
         now = time.monotonic()
         if next_interval is not None and now >= next_interval:
             on_interval()
             next_interval += interval_s
         watch.check(now)
+        losses.check(now)
         if on_tick is not None:
             on_tick()
     trace.collector.drain()
-    sys.stdout.flush()
+    flush_stdout()

@@ -22,7 +22,8 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-from dbprobe.binary.argspec import ArgSpec, ArgSpecError, parse_argspec
+from dbprobe.binary.argspec import ArgSpecError
+from dbprobe.binary.recipe_args import RecipeArg, parse_recipe_arg, placement_error
 from dbprobe.errors import DbprobeError
 
 MECHANISMS = ("usdt", "uprobe")
@@ -39,9 +40,9 @@ class Hook:
     handler: str
     probe: str | None = None  # USDT probe name, without provider
     symbol: str | None = None  # function name for a uprobe
-    # 1-based argument numbers of the USDT probe, or specs read at its site (globals)
-    usdt_args: tuple[int | ArgSpec, ...] = ()
-    uprobe_args: tuple[ArgSpec, ...] = ()  # where the function's arguments live
+    # 1-based argument numbers of the USDT probe, or globals read at its site
+    usdt_args: tuple[int | RecipeArg, ...] = ()
+    uprobe_args: tuple[RecipeArg, ...] = ()  # the function's arguments, return value, globals
     on_return: bool = False
     versions: tuple[SpecifierSet, ...] = ()  # any may match; empty means every version
 
@@ -186,13 +187,11 @@ def _hook_from(body: dict, mechanism: str, where: str) -> Hook:
         if not all(_argument_number(arg) or isinstance(arg, str) for arg in args):
             raise RecipeError(f"{where}: usdt args are argument numbers from 1, or argument specs")
         return Hook(handler=handler, probe=_require(body, "probe", str, where),
-                    usdt_args=tuple(arg if isinstance(arg, int) else _argspec(arg, where)
+                    usdt_args=tuple(arg if isinstance(arg, int) else _argspec(arg, "usdt", where)
                                     for arg in args),
                     versions=versions)
-    specs = tuple(_argspec(arg, where) for arg in args)
     on_return = bool(body.get("return", False))
-    if on_return and any(spec.kind == "symbol" for spec in specs):
-        raise RecipeError(f"{where}: a return probe cannot read globals relative to its site")
+    specs = tuple(_argspec(arg, "return" if on_return else "entry", where) for arg in args)
     return Hook(handler=handler, symbol=_require(body, "symbol", str, where),
                 uprobe_args=specs, on_return=on_return, versions=versions)
 
@@ -201,11 +200,14 @@ def _argument_number(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
-def _argspec(text: object, where: str) -> ArgSpec:
+def _argspec(text: object, site: str, where: str) -> RecipeArg:
     try:
-        return parse_argspec(text)
-    except (ArgSpecError, TypeError, AttributeError) as error:
+        arg = parse_recipe_arg(text)
+    except ArgSpecError as error:
         raise RecipeError(f"{where}: {error}") from None
+    if (why_not := placement_error(arg, site)) is not None:
+        raise RecipeError(f"{where}: {why_not}")
+    return arg
 
 
 def _versions_from(value: object, where: str) -> tuple[SpecifierSet, ...]:

@@ -6,12 +6,42 @@ import shutil
 import sys
 from dataclasses import dataclass
 
+from dbprobe.errors import DbprobeError
 from dbprobe.render.text import terminal_safe
+
+
+class OutputFailed(DbprobeError):
+    """stdout cannot be written (a full disk, a closed descriptor): one line, a clean detach."""
+
+
+def require_stdout() -> None:
+    """Fail before anything is attached when there is nowhere to write the report to."""
+    if sys.stdout is None:
+        raise OutputFailed("stdout is closed: give dbprobe somewhere to write its report "
+                           "(a file, a pipe or the terminal)")
+
+
+def write_stdout(text: str) -> None:
+    try:
+        sys.stdout.write(text)
+    except BrokenPipeError:
+        raise
+    except OSError as error:
+        raise OutputFailed(f"cannot write the report to stdout: {error.strerror or error}") from None
+
+
+def flush_stdout() -> None:
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as error:
+        raise OutputFailed(f"cannot write the report to stdout: {error.strerror or error}") from None
 
 
 def status(message: str) -> None:
     """A message for the person running dbprobe, on stderr: never mixed into report output."""
-    print(f"dbprobe: {message}", file=sys.stderr, flush=True)
+    print(f"dbprobe: {terminal_safe(message)}", file=sys.stderr, flush=True)
 
 
 def terminal_width() -> int | None:
@@ -40,4 +70,4 @@ class Output:
             text = terminal_safe(text)
         if self.prefix:
             text = "\n".join(self.prefix + line for line in text.split("\n"))
-        sys.stdout.write(text + "\n")
+        write_stdout(text + "\n")

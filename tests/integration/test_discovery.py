@@ -26,9 +26,10 @@ from dbprobe.discover.processes import (
 from dbprobe.discover.replaced import SCAN_EVERY_S, BinaryWatch
 from dbprobe.discover.targets import choose_targets
 from dbprobe.errors import DbprobeError
-from dbprobe.demo.server import (ThrowawayMariaDB, ThrowawayPostgres, installed_postgres_bindir,
-                                 make_usdt_less_copy)
+from dbprobe.demo.server import ThrowawayPostgres, installed_postgres_bindir
 from tests.support.chroot import ChrootedPostgres
+from tests.support.mariadb import ThrowawayMariaDB
+from tests.support.pgcopy import make_usdt_less_copy
 from tests.support.tracing import DbprobeRun, Finished, run_dbprobe
 
 POSTGRESQL, MARIADB = "postgresql", "mariadb"

@@ -11,7 +11,8 @@ import re
 import tomllib
 from pathlib import Path
 
-from dbprobe.demo.server import ThrowawayMariaDB, ThrowawayPostgres
+from dbprobe.demo.server import ThrowawayPostgres
+from tests.support.mariadb import ThrowawayMariaDB
 from tests.support.tracing import Finished, run_dbprobe
 
 LIST_FIELDS = {"db", "version", "pid", "ns_pid", "container", "binary", "host_binary", "binary_deleted",

@@ -51,8 +51,10 @@ def build_standin(directory: Path, flavour: StandinFlavour = StandinFlavour()) -
         pytest.fail(f"g++ is not installed; {_SETUP_HINT}", pytrace=False)
     output = directory / flavour.name / "mysqld"
     output.parent.mkdir(parents=True, exist_ok=True)
-    # -rdynamic: like mysqld, export the server's functions in .dynsym.
-    command = [gxx, "-O2", "-rdynamic", *flavour.defines(), "-o", str(output), str(STANDIN_SOURCE)]
+    # -rdynamic: like mysqld, export the server's functions in .dynsym. -g: its DWARF is what
+    # the mysql recipe's offsets into COM_DATA are checked against.
+    command = [gxx, "-O2", "-g", "-rdynamic", *flavour.defines(), "-o", str(output),
+               str(STANDIN_SOURCE)]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         pytest.fail(f"{' '.join(command)} failed:\n{result.stderr.strip()}\n{_SETUP_HINT}",
