@@ -24,12 +24,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _no_tracer_outlives_its_test() -> Iterator[None]:
-    """A test that fails before stopping its dbprobe must not leave it attached."""
+def _no_tracer_outlives_its_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that fails before stopping its dbprobe must not leave it attached, and no
+    integration test may leave a uprobe event of dbprobe's defined in tracefs."""
     yield
-    from tests.support.tracing import kill_leftover_runs
+    from tests.support.tracing import kill_leftover_runs, uprobe_events_left
 
     kill_leftover_runs()
+    if INTEGRATION_DIR in request.path.parents:
+        left = uprobe_events_left()
+        assert not left, "uprobe events left in tracefs:\n" + "\n".join(left)
 
 
 @pytest.fixture
