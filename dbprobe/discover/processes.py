@@ -657,6 +657,12 @@ def _working_directory(process: psutil.Process, root_link: str = "/") -> str | N
 _POSTGRESQL_VERSION = rb"(?:^|\x00)PostgreSQL (\d+(?:\.\d+)+|\d+(?:devel|beta\d+|rc\d+)) "
 _MARIADB_VERSION = rb"\x00(\d+\.\d+\.\d+)-MariaDB"
 _MYSQL_VERSION = rb"\x00((?:5\.[5-7]|[89]\.\d+)\.\d+)(?:-[^\x00\s]*)?\x00"
+# InnoDB's name for the server that wrote a redo log, "MySQL 9.7.4" (LOG_HEADER_CREATOR),
+# is in every MySQL binary since 5.7, whole. MySQL 9's version string is not: the linker
+# keeps "9.7.4" only as the tail of that name, and the string of its own next to it is
+# the version with its update number, "9.7.4.0". So this is looked for first.
+_MYSQL_INNODB_CREATOR = rb"\x00MySQL (\d+\.\d+\.\d+)\x00"
+
 _version_cache: dict[tuple[int, int, int, bytes], str | None] = {}
 
 
@@ -667,7 +673,8 @@ def _identify(leader: _ServerBinaryProcess) -> tuple[str, str | None]:
     mariadb_version = _binary_version(leader.pid, _MARIADB_VERSION)
     if mariadb_version is not None or leader.name == "mariadbd":
         return MARIADB, mariadb_version
-    return MYSQL, _binary_version(leader.pid, _MYSQL_VERSION)
+    return MYSQL, (_binary_version(leader.pid, _MYSQL_INNODB_CREATOR)
+                   or _binary_version(leader.pid, _MYSQL_VERSION))
 
 
 def _binary_version(pid: int, pattern: bytes) -> str | None:
@@ -701,5 +708,6 @@ def identify_binary(path: str, root: str = "/") -> tuple[str | None, str | None]
     if mariadb_version is not None:
         return MARIADB, mariadb_version
     if family == _MYSQLD:
-        return MYSQL, _file_version(path, root, _MYSQL_VERSION)
+        return MYSQL, (_file_version(path, root, _MYSQL_INNODB_CREATOR)
+                       or _file_version(path, root, _MYSQL_VERSION))
     return None, None
