@@ -70,3 +70,28 @@ def pg_server_no_usdt(usdt_less_postgres_bindir: Path) -> Iterator[ThrowawayPost
 def mariadb_server() -> Iterator[ThrowawayMariaDB]:
     with ThrowawayMariaDB() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def mysql_rootfs_cached(request: pytest.FixtureRequest):
+    """Debian unstable's root file system with Oracle's MySQL server, from the day's cache."""
+    if os.geteuid() != 0:
+        pytest.skip(ROOT_BPF_REASON)
+    from tests.support.contained_mysql import mysql_rootfs
+
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+
+    def progress(message: str) -> None:
+        if reporter is not None:
+            reporter.write_line(f"[{message}]")
+
+    return mysql_rootfs(progress)
+
+
+@pytest.fixture(scope="session")
+def contained_mysql(mysql_rootfs_cached):
+    """A real Oracle MySQL server run as in a container: own pid and mount namespaces, chroot."""
+    from tests.support.contained_mysql import ContainedMySQL
+
+    with ContainedMySQL(mysql_rootfs_cached) as server:
+        yield server
