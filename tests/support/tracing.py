@@ -126,6 +126,16 @@ def run_dbprobe(*args: str, timeout: float = 60.0) -> Finished:
     return Finished(process.returncode, stdout, stderr)
 
 
+def assert_one_line_error(finished: Finished, *fragments: str) -> None:
+    """Exit status 2 and one line on stderr holding every fragment: dbprobe's way to say no."""
+    assert finished.returncode == 2, (finished.stdout, finished.stderr)
+    assert "Traceback" not in finished.stderr
+    lines = finished.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dbprobe: error: "), finished.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
 def uprobe_events_left(pids: set[int] | None = None) -> list[str]:
     """The tracefs uprobe events still defined that dbprobe processes of these pids made.
 
