@@ -52,6 +52,9 @@ class ServerProcess:
     port: int | None  # None when not cheaply known
     user: str  # OS user running it
     binary_deleted: bool = False  # the binary was replaced on disk (upgraded) while it runs
+    # Its root directory when it is not the host's: the host's path to it (a chroot), or
+    # /proc/PID/root when the host cannot name it (a root in another mount namespace).
+    root: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -426,15 +429,18 @@ def _describe_server(
             return None
         if not _is_serving(leader.family, argv):
             return None
-        binary_in_root = leader.exe or _argv0_path(argv) or leader.name
+        root_link = _root_link(pid)
+        exe = path_in_root(leader.exe, root_link) if leader.exe is not None else None
+        binary_in_root = exe or _argv0_path(argv) or leader.name
         binary = _host_path_of_binary(leader, binary_in_root)
+        root = _root_directory(pid, root_link)
         db, version = _identify(leader)
         if leader.family == _POSTGRES:
             settings = _postgres_settings(argv)
-            data_dir = _postgres_data_dir(process, settings)
+            data_dir = _postgres_data_dir(process, settings, root_link)
             port = _postgres_port(pid, settings, data_dir)
         else:
-            data_dir = _mysqld_data_dir(process, argv)
+            data_dir = _mysqld_data_dir(process, argv, root_link)
             port = _mysqld_port(argv)
     except psutil.NoSuchProcess:
         return None
@@ -449,8 +455,9 @@ def _describe_server(
         ns_pid=parse_ns_pid(status),
         data_dir=data_dir,
         port=port,
-        user=_user_name(status),
+        user=_user_name(status, None if root is None else (_read_proc_text(pid, "root/etc/passwd") or "")),
         binary_deleted=leader.exe_deleted,
+        root=root,
     )
 
 
@@ -473,6 +480,41 @@ def _host_path_of_binary(leader: _ServerBinaryProcess, binary_in_root: str) -> s
     return f"/proc/{leader.pid}/root{binary_in_root}"
 
 
+def path_in_root(path: str, root_link: str) -> str:
+    """A path read from /proc/PID/exe or /proc/PID/cwd, as the process itself names it.
+
+    The kernel writes these links, and /proc/PID/root (`root_link`), relative to the
+    reader's root: a process chrooted into a directory the host can name shows the host's
+    path (/srv/jail/usr/sbin/mysqld for /usr/sbin/mysqld, with root /srv/jail); a process
+    whose root the host cannot reach shows its own paths, with root "/".
+    """
+    root = root_link.rstrip("/")
+    if root and path.startswith(root + "/"):
+        return path[len(root):]
+    return path
+
+
+def _root_link(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/root")
+    except PermissionError:
+        return "/"  # not root: the host's root is the best guess, as in _shares_our_root
+    except (FileNotFoundError, ProcessLookupError):
+        raise psutil.NoSuchProcess(pid) from None
+
+
+def _root_directory(pid: int, root_link: str) -> str | None:
+    """The process's root as the host names it; None when it is the host's own."""
+    if _shares_our_root(pid):
+        return None
+    try:
+        if root_link != "/" and os.path.samefile(root_link, f"/proc/{pid}/root"):
+            return root_link
+    except OSError:
+        pass  # the host has no such directory, or it is another one (another mount there)
+    return f"/proc/{pid}/root"
+
+
 def _shares_our_root(pid: int) -> bool:
     try:
         theirs = os.stat(f"/proc/{pid}/root")
@@ -484,13 +526,26 @@ def _shares_our_root(pid: int) -> bool:
     return (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino)
 
 
-def _user_name(status: str) -> str:
+def _user_name(status: str, passwd: str | None = None) -> str:
+    """The name of the process's user; `passwd`: its own root's /etc/passwd, when it has a root of its own."""
     uids = _status_field(status, "Uid")
     uid = int(uids.split()[0]) if uids else -1
+    if passwd is not None:
+        return user_in_passwd(passwd, uid) or str(uid)
     try:
         return pwd.getpwuid(uid).pw_name
     except KeyError:
-        return str(uid)  # a user known only inside its container
+        return str(uid)
+
+
+def user_in_passwd(passwd: str, uid: int) -> str | None:
+    """The name an /etc/passwd text gives to `uid`."""
+    for line in passwd.splitlines():
+        fields = line.split(":")
+        if len(fields) > 2 and fields[2] == str(uid):
+            return fields[0]
+    return None
+
 
 
 def _postgres_settings(argv: list[str]) -> dict[str, str]:
@@ -520,7 +575,8 @@ def _postgres_settings(argv: list[str]) -> dict[str, str]:
     return settings
 
 
-def _postgres_data_dir(process: psutil.Process, settings: dict[str, str]) -> str | None:
+def _postgres_data_dir(process: psutil.Process, settings: dict[str, str],
+                       root_link: str = "/") -> str | None:
     data_dir = (
         settings.get("data_directory")
         or settings.get("-D")
@@ -528,7 +584,7 @@ def _postgres_data_dir(process: psutil.Process, settings: dict[str, str]) -> str
     )
     if data_dir is None or not os.path.isabs(data_dir):
         # The postmaster works in its data directory; a relative path was relative to its starter.
-        return _working_directory(process)
+        return _working_directory(process, root_link)
     return data_dir
 
 
@@ -566,10 +622,10 @@ def _mysqld_option(argv: list[str], long_name: str, short_flag: str) -> str | No
     return value
 
 
-def _mysqld_data_dir(process: psutil.Process, argv: list[str]) -> str | None:
+def _mysqld_data_dir(process: psutil.Process, argv: list[str], root_link: str = "/") -> str | None:
     data_dir = _mysqld_option(argv, "datadir", "-h")
     if data_dir is None or not os.path.isabs(data_dir):
-        return _working_directory(process)  # mysqld works in its data directory
+        return _working_directory(process, root_link)  # mysqld works in its data directory
     return data_dir
 
 
@@ -585,9 +641,10 @@ def _environment_variable(process: psutil.Process, name: str) -> str | None:
         return None
 
 
-def _working_directory(process: psutil.Process) -> str | None:
+def _working_directory(process: psutil.Process, root_link: str = "/") -> str | None:
+    """As the process names it (see path_in_root)."""
     try:
-        return process.cwd()
+        return path_in_root(process.cwd(), root_link)
     except psutil.AccessDenied:
         return None
 
@@ -600,6 +657,11 @@ def _working_directory(process: psutil.Process) -> str | None:
 _POSTGRESQL_VERSION = rb"(?:^|\x00)PostgreSQL (\d+(?:\.\d+)+|\d+(?:devel|beta\d+|rc\d+)) "
 _MARIADB_VERSION = rb"\x00(\d+\.\d+\.\d+)-MariaDB"
 _MYSQL_VERSION = rb"\x00((?:5\.[5-7]|[89]\.\d+)\.\d+)(?:-[^\x00\s]*)?\x00"
+# InnoDB's name for the server that wrote a redo log, "MySQL 9.7.4" (LOG_HEADER_CREATOR),
+# is in every MySQL binary since 5.7, whole. MySQL 9's version string is not: the linker
+# keeps "9.7.4" only as the tail of that name, and the string of its own next to it is
+# the version with its update number, "9.7.4.0". So this is looked for first.
+_MYSQL_INNODB_CREATOR = rb"\x00MySQL (\d+\.\d+\.\d+)\x00"
 
 _version_cache: dict[tuple[int, int, int, bytes], str | None] = {}
 
@@ -611,7 +673,8 @@ def _identify(leader: _ServerBinaryProcess) -> tuple[str, str | None]:
     mariadb_version = _binary_version(leader.pid, _MARIADB_VERSION)
     if mariadb_version is not None or leader.name == "mariadbd":
         return MARIADB, mariadb_version
-    return MYSQL, _binary_version(leader.pid, _MYSQL_VERSION)
+    return MYSQL, (_binary_version(leader.pid, _MYSQL_INNODB_CREATOR)
+                   or _binary_version(leader.pid, _MYSQL_VERSION))
 
 
 def _binary_version(pid: int, pattern: bytes) -> str | None:
@@ -645,5 +708,6 @@ def identify_binary(path: str, root: str = "/") -> tuple[str | None, str | None]
     if mariadb_version is not None:
         return MARIADB, mariadb_version
     if family == _MYSQLD:
-        return MYSQL, _file_version(path, root, _MYSQL_VERSION)
+        return MYSQL, (_file_version(path, root, _MYSQL_INNODB_CREATOR)
+                       or _file_version(path, root, _MYSQL_VERSION))
     return None, None

@@ -1,10 +1,12 @@
-"""The pure parts of discovery: PostgreSQL process titles, cgroup paths, NSpid lines."""
+"""The pure parts of discovery: PostgreSQL process titles, cgroup paths, NSpid lines, paths and
+users of servers in a root of their own."""
 
 from __future__ import annotations
 
 import pytest
 
-from dbprobe.discover.processes import BackendInfo, parse_container_id, parse_ns_pid, parse_process_title
+from dbprobe.discover.processes import (BackendInfo, parse_container_id, parse_ns_pid, parse_process_title,
+                                       path_in_root, user_in_passwd)
 
 PID = 4242
 
@@ -226,3 +228,27 @@ def test_ns_pid_unknown_before_linux_4_1() -> None:
         if "NS" not in line
     )
     assert parse_ns_pid(status) is None
+
+
+@pytest.mark.parametrize(
+    ("link", "root_link", "expected"),
+    [
+        # Chrooted into a directory the host can name: the kernel shows the host's paths.
+        ("/srv/jail/usr/sbin/mysqld", "/srv/jail", "/usr/sbin/mysqld"),
+        ("/srv/jail/usr/sbin/mysqld", "/srv/jail/", "/usr/sbin/mysqld"),
+        ("/srv/jail", "/srv/jail", "/srv/jail"),  # not below its root: left alone
+        ("/srv/jail2/usr/sbin/mysqld", "/srv/jail", "/srv/jail2/usr/sbin/mysqld"),
+        # A root out of the host's reach (a container's own mount), or the host's own root.
+        ("/usr/sbin/mysqld", "/", "/usr/sbin/mysqld"),
+    ],
+)
+def test_path_in_root(link: str, root_link: str, expected: str) -> None:
+    assert path_in_root(link, root_link) == expected
+
+
+def test_user_in_a_roots_passwd() -> None:
+    passwd = "root:x:0:0:root:/root:/bin/bash\nmysql:x:999:999::/nonexistent:/usr/sbin/nologin\n"
+    assert user_in_passwd(passwd, 999) == "mysql"
+    assert user_in_passwd(passwd, 0) == "root"
+    assert user_in_passwd(passwd, 1000) is None
+    assert user_in_passwd("", 999) is None
