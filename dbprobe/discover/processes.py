@@ -39,8 +39,8 @@ class ServerProcess:
     db: str  # an engine's name: "postgresql", "mariadb", "mysql"
     pid: int  # host pid of the postmaster / mysqld / mariadbd
     # A path the host can open to the very file the server runs: the plain path, the path
-    # through /proc/PID/root for a server in another mount namespace (a container), the
-    # host's path of a file in a chroot, or /proc/PID/exe when nothing else names it.
+    # through /proc/PID/root for a server in a root of its own (a container, a chroot), or
+    # /proc/PID/exe when nothing else names it.
     binary: str
     binary_in_root: str  # the binary's path as the server sees it
     version: str | None  # "15.18", "10.11.19"; None when the binary does not say
@@ -51,7 +51,14 @@ class ServerProcess:
     port: int | None  # None when not cheaply known
     user: str  # OS user running it
     binary_deleted: bool = False  # the binary was replaced on disk (upgraded) while it runs
-    root: str = "/"  # the file system root its files belong to: "/" or /proc/PID/root
+    # Its root directory when it is not the host's: the host's path to it (a chroot), or
+    # /proc/PID/root when the host cannot name it (a root in another mount namespace).
+    root: str | None = None
+
+    @property
+    def proc_root(self) -> str:
+        """The root its binary's path is under, as ElfBinary takes it: "/" or /proc/PID/root."""
+        return "/" if self.root is None else f"/proc/{self.pid}/root"
 
 
 def find_servers(db: str | None = None) -> list[ServerProcess]:
@@ -281,8 +288,11 @@ def _describe_server(leader: _ServerBinaryProcess, members: tuple[int, ...]) -> 
         engine, version = identified
         if not engine.is_serving(argv):
             return None
-        binary = _binary_of(leader, argv)
-        settings = engine.settings(_RunningProcess(process, argv, binary.root))
+        root_link = _root_link(pid)
+        binary = _binary_of(leader, argv, root_link)
+        root = _root_directory(pid, root_link)
+        settings = engine.settings(_RunningProcess(process, argv, root_link, root is not None))
+        passwd = _read_proc_text(pid, "root/etc/passwd") or "" if root is not None else None
     except psutil.NoSuchProcess:
         return None
     return ServerProcess(
@@ -296,19 +306,20 @@ def _describe_server(leader: _ServerBinaryProcess, members: tuple[int, ...]) -> 
         ns_pid=parse_ns_pid(status),
         data_dir=settings.data_dir,
         port=settings.port,
-        user=_user_name(status),
+        user=_user_name(status, passwd),
         binary_deleted=leader.exe_deleted,
-        root=binary.root,
+        root=root,
     )
 
 
 class _RunningProcess:
     """A server's main process, as its engine reads it (engines.base.RunningServer)."""
 
-    def __init__(self, process: psutil.Process, argv: list[str], root: str):
+    def __init__(self, process: psutil.Process, argv: list[str], root_link: str, own_root: bool):
         self._process = process
         self.argv = argv
-        self._root = root
+        self._root_link = root_link
+        self._own_root = own_root
 
     def environment_variable(self, name: str) -> str | None:
         try:
@@ -318,12 +329,12 @@ class _RunningProcess:
 
     def working_directory(self) -> str | None:
         try:
-            return self._process.cwd()
+            return path_in_root(self._process.cwd(), self._root_link)
         except psutil.AccessDenied:
             return None
 
     def read_text(self, path: str) -> str | None:
-        host_path = path if self._root == "/" else f"{self._root}{path}"
+        host_path = f"/proc/{self._process.pid}/root{path}" if self._own_root else path
         try:
             with open(host_path, encoding="utf-8", errors="replace") as file:
                 return file.read()
@@ -331,13 +342,74 @@ class _RunningProcess:
             return None
 
 
-def _user_name(status: str) -> str:
+def _user_name(status: str, passwd: str | None = None) -> str:
+    """The name of the process's user; `passwd`: its own root's /etc/passwd, when it has a root of its own."""
     uids = _status_field(status, "Uid")
     uid = int(uids.split()[0]) if uids else -1
+    if passwd is not None:
+        return user_in_passwd(passwd, uid) or str(uid)
     try:
         return pwd.getpwuid(uid).pw_name
     except KeyError:
-        return str(uid)  # a user known only inside its container
+        return str(uid)
+
+
+def user_in_passwd(passwd: str, uid: int) -> str | None:
+    """The name an /etc/passwd text gives to `uid`."""
+    for line in passwd.splitlines():
+        fields = line.split(":")
+        if len(fields) > 2 and fields[2] == str(uid):
+            return fields[0]
+    return None
+
+
+# -- a root of its own ------------------------------------------------------------------------
+
+
+def path_in_root(path: str, root_link: str) -> str:
+    """A path read from /proc/PID/exe or /proc/PID/cwd, as the process itself names it.
+
+    The kernel writes these links, and /proc/PID/root (`root_link`), relative to the
+    reader's root: a process chrooted into a directory the host can name shows the host's
+    path (/srv/jail/usr/sbin/mysqld for /usr/sbin/mysqld, with root /srv/jail); a process
+    whose root the host cannot reach shows its own paths, with root "/".
+    """
+    root = root_link.rstrip("/")
+    if root and path.startswith(root + "/"):
+        return path[len(root):]
+    return path
+
+
+def _root_link(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/root")
+    except PermissionError:
+        return "/"  # not root: the host's root is the best guess
+    except (FileNotFoundError, ProcessLookupError):
+        raise psutil.NoSuchProcess(pid) from None
+
+
+def _root_directory(pid: int, root_link: str) -> str | None:
+    """The process's root as the host names it; None when it is the host's own."""
+    if _shares_our_root(pid):
+        return None
+    try:
+        if root_link != "/" and os.path.samefile(root_link, f"/proc/{pid}/root"):
+            return root_link
+    except OSError:
+        pass  # the host has no such directory, or it is another one (another mount there)
+    return f"/proc/{pid}/root"
+
+
+def _shares_our_root(pid: int) -> bool:
+    try:
+        theirs = os.stat(f"/proc/{pid}/root")
+    except PermissionError:
+        return True  # cannot tell without root; the plain path is the best guess
+    except (FileNotFoundError, ProcessLookupError):
+        raise psutil.NoSuchProcess(pid) from None  # it exited since the scan
+    ours = os.stat("/")
+    return (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino)
 
 
 # -- the binary a server runs, as the host can open it ----------------------------------------
@@ -347,52 +419,39 @@ def _user_name(status: str) -> str:
 class HostBinary:
     host_path: str  # what the host opens and attaches to
     path_in_root: str  # the path as the server sees it
-    root: str  # "/" or /proc/PID/root
 
 
-def _binary_of(leader: _ServerBinaryProcess, argv: list[str]) -> HostBinary:
+def _binary_of(leader: _ServerBinaryProcess, argv: list[str], root_link: str) -> HostBinary:
     if leader.exe is None:  # not root: only its command name or argv[0] is known
         path = argv[0] if argv and os.path.isabs(argv[0]) else leader.name
-        return HostBinary(path, path, "/")
+        return HostBinary(path, path)
     try:
-        return resolve_binary(leader.pid, leader.exe, leader.exe_deleted)
+        return resolve_binary(leader.pid, leader.exe, leader.exe_deleted, root_link)
     except (FileNotFoundError, ProcessLookupError):
         raise psutil.NoSuchProcess(leader.pid) from None  # it exited since the scan
 
 
-def resolve_binary(pid: int, exe: str, deleted: bool, *,
-                   identity: Callable[[str], FileIdentity | None] = file_identity,
-                   read_link: Callable[[str], str] = os.readlink) -> HostBinary:
+def resolve_binary(pid: int, exe: str, deleted: bool, root_link: str, *,
+                   identity: Callable[[str], FileIdentity | None] = file_identity) -> HostBinary:
     """The host's path to the file process `pid` runs, whose /proc/PID/exe link reads `exe`.
 
-    The link is resolved against the reader's root, so it names the file differently by
-    where the server runs: in our own root, the plain path; in another mount namespace (a
-    container), the path inside it, which the host opens through /proc/PID/root; in a plain
-    chroot (systemd's RootDirectory=, schroot) the host's own path, under the chroot's
-    directory. The path chosen is the one that names the very file /proc/PID/exe opens;
-    when none does (a deleted file, or a path that moved), /proc/PID/exe itself.
+    The link is written relative to the reader's root (see path_in_root). In our own root
+    the plain path names the file; in a root of its own (a container, a chroot) its path
+    inside that root, opened through /proc/PID/root. The path chosen is one that names the
+    very file /proc/PID/exe opens, the host's own path as a last try (a chroot whose
+    directory moved); when none does (a deleted file), /proc/PID/exe itself.
     """
-    root = f"/proc/{pid}/root"
-    root_link = read_link(root)  # where its root is, as our root sees it: "/", "/srv/jail"
+    inside = path_in_root(exe, root_link)
     running = identity(f"/proc/{pid}/exe")
-    if root_link == "/" and identity(root) == identity("/"):
-        candidates = [(exe, exe, "/")]
+    if identity(f"/proc/{pid}/root") == identity("/"):
+        candidates = [exe]
     else:
-        candidates = [(f"{root}{exe}", exe, root),  # a container
-                      (exe, _inside(exe, root_link), root)]  # a chroot
+        candidates = [f"/proc/{pid}/root{inside}", exe]
     if not deleted and running is not None:
-        for host_path, path_in_root, its_root in candidates:
+        for host_path in candidates:
             if identity(host_path) == running:
-                return HostBinary(host_path, path_in_root, its_root)
-    # The only name left for the file it runs.
-    return HostBinary(f"/proc/{pid}/exe", candidates[-1][1], candidates[-1][2])
-
-
-def _inside(path: str, root_link: str) -> str:
-    """A host path as seen from inside the root at `root_link`."""
-    if root_link != "/" and path.startswith(root_link.rstrip("/") + "/"):
-        return path[len(root_link.rstrip("/")):]
-    return path
+                return HostBinary(host_path, inside)
+    return HostBinary(f"/proc/{pid}/exe", inside)  # the only name left for the file it runs
 
 
 # -- which engine, and its version, from the binary -------------------------------------------

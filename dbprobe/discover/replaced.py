@@ -33,10 +33,9 @@ class WatchedBinary:
 
 def restart_path(server: ServerProcess) -> str:
     """The host path a server started again would run: where its binary is installed, even
-    when the file it runs now is only reachable as /proc/PID/exe (deleted, or moved)."""
-    if server.binary != f"/proc/{server.pid}/exe":
-        return server.binary
-    if server.root == "/":
+    when the file it runs now is only reachable as /proc/PID/exe (deleted), and by the
+    host's name for its root when it has one (a chroot's directory outlives the process)."""
+    if server.root is None:
         return server.binary_in_root
     return f"{server.root}{server.binary_in_root}"
 

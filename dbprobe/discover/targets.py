@@ -107,7 +107,7 @@ def _by_binary_file(servers: list[ServerProcess]) -> list[list[ServerProcess]]:
 
 def _target_of(servers: list[ServerProcess]) -> Target:
     first = servers[0]
-    return Target(db=first.db, binary=first.binary, version=first.version, root=first.root,
+    return Target(db=first.db, binary=first.binary, version=first.version, root=first.proc_root,
                   servers=tuple(servers), file=file_identity(first.binary))
 
 

@@ -89,7 +89,7 @@ def _resolve_variant(recipe: Recipe, variant: Variant, binary: ElfBinary,
     if not hooks:
         raise UnresolvedHook(f"no hooks for version {version}")
     if variant.mechanism == "usdt" and not binary.usdt_probes():
-        raise UnresolvedHook("the binary has no USDT probes (built without --enable-dtrace)")
+        raise UnresolvedHook(f"the binary has no USDT probes ({recipe.usdt_absent})")
     return tuple(site for hook in hooks for site in _hook_sites(recipe, hook, binary))
 
 

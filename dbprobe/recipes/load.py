@@ -96,6 +96,8 @@ class Recipe:
     process_names: tuple[str, ...]  # file names of its server binaries, the preferred one first
     families: dict[str, Family]
     database_oid_global: str | None = None  # the global holding a backend's database OID
+    # Why a build of this server has no USDT probes, for the message when a binary has none.
+    usdt_absent: str = "built without USDT probes"
 
     def family(self, name: str) -> Family:
         try:
@@ -144,6 +146,7 @@ def _recipe_from(document: dict, path: Path) -> Recipe:
         process_names=_process_names_from(document.get("process_names", []), where),
         families=families,
         database_oid_global=document.get("database_oid_global"),
+        usdt_absent=document.get("usdt_absent", Recipe.usdt_absent),
     )
 
 

@@ -68,7 +68,7 @@ def _open_binary(server: ServerProcess,
     key = _file_identity(server.binary)
     if key not in binaries:
         try:
-            binaries[key] = ElfBinary(server.binary, root=server.root)
+            binaries[key] = ElfBinary(server.binary, root=server.proc_root)
         except DbprobeError as error:
             binaries[key] = error
     return binaries[key]

@@ -31,6 +31,7 @@ def listing_json(listing: ServerListing) -> str:
         "binary": server.binary_in_root,
         "host_binary": server.binary,
         "binary_deleted": server.binary_deleted,
+        "root": server.root,
         "data_dir": server.data_dir,
         "port": server.port,
         "user": server.user,
@@ -55,6 +56,7 @@ def server_block(listing: ServerListing, width: int | None) -> str:
     rows = [
         ("binary", server.binary_in_root + (" (deleted: replaced on disk)" if server.binary_deleted else "")),
         *([("host path", server.binary)] if server.binary != server.binary_in_root else []),
+        *([("root", server.root)] if server.root else []),
         ("data dir", server.data_dir or "-"),
         ("port", str(server.port) if server.port is not None else "-"),
         ("user", server.user),

@@ -277,10 +277,13 @@ def chrooted_postgres() -> Iterator[ChrootedPostgres]:
 def test_server_in_a_plain_chroot_is_found_through_its_host_path(chrooted_postgres: ChrootedPostgres) -> None:
     server = the_server(chrooted_postgres.pid)
     assert server.db == POSTGRESQL and server.version == server_version_of(chrooted_postgres)
-    # /proc/PID/exe names the host's path (the chroot is in our mount namespace): no prefix.
-    assert server.binary == chrooted_postgres.binary_on_host
+    # /proc/PID/exe names the host's path (the chroot is in our mount namespace), not the
+    # path inside the root: that is the one to open through /proc/PID/root.
+    assert server.binary == f"/proc/{chrooted_postgres.pid}/root{chrooted_postgres.binary_inside}"
+    assert os.path.samefile(server.binary, chrooted_postgres.binary_on_host)
     assert server.binary_in_root == chrooted_postgres.binary_inside
-    assert server.root == f"/proc/{chrooted_postgres.pid}/root"
+    assert server.root == str(chrooted_postgres.root)
+    assert server.user == "postgres"
     assert (server.data_dir, server.port) == ("/data", chrooted_postgres.port)
     assert (server.container, server.ns_pid, server.binary_deleted) == (None, None, False)
     assert len(server.processes) > 1  # the postmaster's children are found too
@@ -307,7 +310,7 @@ def test_slow_traces_a_chrooted_server_and_a_plain_one_together(
     seen = {query["pid"] for query in finished.events("query") if query["query"] == "SELECT pg_sleep(?)"}
     assert {backends["chrooted"], backends["plain"]} <= seen, finished.stderr
     assert f"pid {chrooted_postgres.pid} (" in finished.stderr
-    assert f"query: {chrooted_postgres.binary_on_host} via usdt" in finished.stderr
+    assert f"query: /proc/{chrooted_postgres.pid}/root{chrooted_postgres.binary_inside} via usdt" in finished.stderr
     assert "not traced" not in finished.stderr and "not tracing" not in finished.stderr
 
 

@@ -19,18 +19,9 @@ from dbprobe.recipes.bind import plan_family
 from dbprobe.kernel.program import Parameters, build_program
 from dbprobe.recipes.load import load_recipe
 from tests.support.sdtbin import compile_c
-from tests.support.tracing import Finished, run_dbprobe, semaphore_value
+from tests.support.tracing import Finished, assert_one_line_error, run_dbprobe, semaphore_value
 
 REPOSITORY = Path(__file__).resolve().parents[2]
-
-
-def assert_one_line_error(finished: Finished, *fragments: str) -> None:
-    assert finished.returncode == 2, (finished.stdout, finished.stderr)
-    assert "Traceback" not in finished.stderr
-    lines = finished.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("dbprobe: error: "), finished.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 @pytest.mark.parametrize("command", ["slow", "locks", "txn"])

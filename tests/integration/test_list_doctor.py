@@ -16,7 +16,7 @@ from tests.support.mariadb import ThrowawayMariaDB
 from tests.support.tracing import Finished, run_dbprobe
 
 LIST_FIELDS = {"db", "version", "pid", "ns_pid", "container", "binary", "host_binary", "binary_deleted",
-               "data_dir", "port", "user", "processes", "recipe_error", "families", "backends"}
+               "root", "data_dir", "port", "user", "processes", "recipe_error", "families", "backends"}
 DOCTOR_MACHINE_CHECKS = ("privileges", "kernel", "kernel config", "btf", "tracefs", "uprobes", "bcc",
                          "kernel headers", "bpf", "ring buffer")
 

@@ -2,7 +2,8 @@
 
 The chroot shares the host's mount and pid namespaces: only the server's root directory
 differs. Its tree is a copy of the installed server (the binary, the libraries it links,
-its share directory, one time zone), so its binary is another file than the host's.
+its share directory, one time zone, a passwd of its own), so its binary is another file
+than the host's.
 """
 
 from __future__ import annotations
@@ -86,6 +87,10 @@ class ChrootedPostgres:
         for path in (binary, *linked_libraries(binary), Path(sharedir), Path(pkglibdir) / "plpgsql.so",
                      Path("/usr/share/zoneinfo/UTC")):
             self._copy_in(path)
+        user = pwd.getpwnam(SERVER_USER)  # the root's own users: only the server's
+        (self.root / "etc").mkdir()
+        (self.root / "etc" / "passwd").write_text(
+            f"{SERVER_USER}:x:{user.pw_uid}:{user.pw_gid}::/data:/usr/sbin/nologin\n")
         for directory in ("data", "socket"):
             (self.root / directory).mkdir(mode=0o700)
             shutil.chown(self.root / directory, SERVER_USER, SERVER_USER)
@@ -101,7 +106,7 @@ class ChrootedPostgres:
         settings = {"port": str(self.port), "listen_addresses": "", "unix_socket_directories": "/socket",
                     "timezone": "UTC", "log_timezone": "UTC", "dynamic_shared_memory_type": "mmap",
                     "fsync": "off", "jit": "off"}
-        user = pwd.getpwnam(SERVER_USER)  # by number: the chroot has no /etc/passwd
+        user = pwd.getpwnam(SERVER_USER)
         argv = ["chroot", f"--userspec={user.pw_uid}:{user.pw_gid}", f"--groups={user.pw_gid}", str(self.root),
                 self.binary_inside, "-D", "/data"]
         for name, value in settings.items():

@@ -1,8 +1,9 @@
 """A stand-in for MySQL's mysqld (tests/fixtures/mysql8_standin.cc): built with g++, driven
 over its stdin.
 
-No MySQL server package can be installed where the tests run, so the MySQL recipe is
-tested against this small program: it has dispatch_command with MySQL's mangled name and
+Only Debian unstable's MySQL 9 can be installed where the tests run (see
+contained_mysql.py), so the MySQL recipe's other layouts are tested against this small
+program: it has dispatch_command with MySQL's mangled name and
 argument layout, MySQL's network-buffer behaviour and a version string, and "runs" the
 statements it is sent for as long as each one asks, reporting the row-lock, metadata-lock
 and sleep waits they are told to make as mysqld does (thd_wait_begin, MDL_wait::timed_wait).

@@ -14,9 +14,14 @@ from pathlib import Path
 
 ATTACH_TIMEOUT_S = 60.0
 ATTACHED_MARK = "probes attached"
+UPROBE_EVENTS_FILES = (Path("/sys/kernel/tracing/uprobe_events"),
+                       Path("/sys/kernel/debug/tracing/uprobe_events"))
 
 # Every run started, so a failing test cannot leave a tracer attached (conftest kills them).
 STARTED_RUNS: list["DbprobeRun"] = []
+# The pid of every dbprobe process started, running or not: the uprobe events BCC makes
+# through tracefs are named after it (dbprobe_<pid>_<n>_bcc_<pid>).
+STARTED_PIDS: set[int] = set()
 
 
 @dataclass
@@ -50,6 +55,7 @@ class DbprobeRun:
         self._reader = threading.Thread(target=self._follow_stderr, daemon=True)
         self._reader.start()
         STARTED_RUNS.append(self)
+        STARTED_PIDS.add(self.process.pid)
 
     def _follow_stderr(self) -> None:
         for line in self.process.stderr:
@@ -108,9 +114,45 @@ def kill_leftover_runs() -> None:
 
 def run_dbprobe(*args: str, timeout: float = 60.0) -> Finished:
     """Run dbprobe to completion (for commands and errors that end by themselves)."""
-    completed = subprocess.run([sys.executable, "-m", "dbprobe", *args], capture_output=True,
-                               text=True, timeout=timeout, cwd=Path(__file__).resolve().parents[2])
-    return Finished(completed.returncode, completed.stdout, completed.stderr)
+    with subprocess.Popen([sys.executable, "-m", "dbprobe", *args], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True,
+                          cwd=Path(__file__).resolve().parents[2]) as process:
+        STARTED_PIDS.add(process.pid)
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+    return Finished(process.returncode, stdout, stderr)
+
+
+def assert_one_line_error(finished: Finished, *fragments: str) -> None:
+    """Exit status 2 and one line on stderr holding every fragment: dbprobe's way to say no."""
+    assert finished.returncode == 2, (finished.stdout, finished.stderr)
+    assert "Traceback" not in finished.stderr
+    lines = finished.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dbprobe: error: "), finished.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def uprobe_events_left(pids: set[int] | None = None) -> list[str]:
+    """The tracefs uprobe events still defined that dbprobe processes of these pids made.
+
+    By default: every dbprobe the tests started, and the test process itself (tests that
+    attach in-process). Events of other processes are not looked at, so tracers run by
+    others on the same machine do not count. Empty when tracefs cannot be read.
+    """
+    owners = (STARTED_PIDS | {os.getpid()}) if pids is None else pids
+    prefixes = tuple(f"dbprobe_{pid}_" for pid in owners)
+    for path in UPROBE_EVENTS_FILES:
+        try:
+            lines = path.read_text().splitlines()
+        except OSError:
+            continue
+        return [line for line in lines
+                if line.split(" ", 1)[0].partition("/")[2].startswith(prefixes)]
+    return []
 
 
 def semaphore_value(pid: int, binary: str, semaphore_vaddr: int) -> int:

@@ -1,4 +1,5 @@
-"""The pure parts of discovery: cgroup paths, NSpid lines, the host path of a server's binary."""
+"""The pure parts of discovery: cgroup paths, NSpid lines, paths and users of servers in a root of
+their own, the host path of a server's binary, binaries replaced on disk, --binary's checks."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 from dbprobe.discover import targets
 from dbprobe.discover.processes import (HostBinary, ServerProcess, parse_container_id, parse_ns_pid,
-                                        resolve_binary)
+                                        path_in_root, resolve_binary, user_in_passwd)
 from dbprobe.discover.replaced import (SCAN_EVERY_S, BinaryWatch, replaced, restart_path,
                                        untraced_servers, watched_binaries)
 from dbprobe.errors import DbprobeError
@@ -121,21 +122,44 @@ def test_ns_pid_unknown_before_linux_4_1() -> None:
     assert parse_ns_pid(status) is None
 
 
+@pytest.mark.parametrize(
+    ("link", "root_link", "expected"),
+    [
+        # Chrooted into a directory the host can name: the kernel shows the host's paths.
+        ("/srv/jail/usr/sbin/mysqld", "/srv/jail", "/usr/sbin/mysqld"),
+        ("/srv/jail/usr/sbin/mysqld", "/srv/jail/", "/usr/sbin/mysqld"),
+        ("/srv/jail", "/srv/jail", "/srv/jail"),  # not below its root: left alone
+        ("/srv/jail2/usr/sbin/mysqld", "/srv/jail", "/srv/jail2/usr/sbin/mysqld"),
+        # A root out of the host's reach (a container's own mount), or the host's own root.
+        ("/usr/sbin/mysqld", "/", "/usr/sbin/mysqld"),
+    ],
+)
+def test_path_in_root(link: str, root_link: str, expected: str) -> None:
+    assert path_in_root(link, root_link) == expected
+
+
+def test_user_in_a_roots_passwd() -> None:
+    passwd = "root:x:0:0:root:/root:/bin/bash\nmysql:x:999:999::/nonexistent:/usr/sbin/nologin\n"
+    assert user_in_passwd(passwd, 999) == "mysql"
+    assert user_in_passwd(passwd, 0) == "root"
+    assert user_in_passwd(passwd, 1000) is None
+    assert user_in_passwd("", 999) is None
+
+
 # -- the host path of a server's binary -----------------------------------------------------------
 
 OUR_ROOT, OTHER_ROOT, RUNNING, OTHER_FILE = (1, 1), (1, 2), (2, 10), (2, 11)
 
 
 def resolved(exe: str, root_link: str, files: dict[str, tuple[int, int]], deleted: bool = False) -> HostBinary:
-    links = {"/proc/77/root": root_link}
-    return resolve_binary(77, exe, deleted, identity=files.get, read_link=links.__getitem__)
+    return resolve_binary(77, exe, deleted, root_link, identity=files.get)
 
 
 def test_binary_of_a_server_in_our_root() -> None:
     files = {"/": OUR_ROOT, "/proc/77/root": OUR_ROOT, "/proc/77/exe": RUNNING,
              "/usr/lib/postgresql/15/bin/postgres": RUNNING}
     assert resolved("/usr/lib/postgresql/15/bin/postgres", "/", files) == HostBinary(
-        "/usr/lib/postgresql/15/bin/postgres", "/usr/lib/postgresql/15/bin/postgres", "/")
+        "/usr/lib/postgresql/15/bin/postgres", "/usr/lib/postgresql/15/bin/postgres")
 
 
 def test_binary_of_a_server_in_a_container() -> None:
@@ -143,27 +167,31 @@ def test_binary_of_a_server_in_a_container() -> None:
     files = {"/": OUR_ROOT, "/proc/77/root": OTHER_ROOT, "/proc/77/exe": RUNNING,
              "/usr/sbin/mariadbd": OTHER_FILE, "/proc/77/root/usr/sbin/mariadbd": RUNNING}
     assert resolved("/usr/sbin/mariadbd", "/", files) == HostBinary(
-        "/proc/77/root/usr/sbin/mariadbd", "/usr/sbin/mariadbd", "/proc/77/root")
+        "/proc/77/root/usr/sbin/mariadbd", "/usr/sbin/mariadbd")
 
 
 def test_binary_of_a_server_in_a_plain_chroot() -> None:
     # The same mount namespace: /proc/PID/exe names the host's path, under the chroot.
     files = {"/": OUR_ROOT, "/proc/77/root": OTHER_ROOT, "/proc/77/exe": RUNNING,
-             "/srv/jail/usr/lib/postgresql/15/bin/postgres": RUNNING}
+             "/srv/jail/usr/lib/postgresql/15/bin/postgres": RUNNING,
+             "/proc/77/root/usr/lib/postgresql/15/bin/postgres": RUNNING}
     assert resolved("/srv/jail/usr/lib/postgresql/15/bin/postgres", "/srv/jail", files) == HostBinary(
-        "/srv/jail/usr/lib/postgresql/15/bin/postgres", "/usr/lib/postgresql/15/bin/postgres",
-        "/proc/77/root")
+        "/proc/77/root/usr/lib/postgresql/15/bin/postgres", "/usr/lib/postgresql/15/bin/postgres")
+    # Never the root's path prefixed twice, which names no file.
+    del files["/proc/77/root/usr/lib/postgresql/15/bin/postgres"]
+    assert resolved("/srv/jail/usr/lib/postgresql/15/bin/postgres", "/srv/jail", files).host_path == (
+        "/srv/jail/usr/lib/postgresql/15/bin/postgres")
 
 
 def test_binary_deleted_or_named_by_no_path_is_opened_through_proc_exe() -> None:
     files = {"/": OUR_ROOT, "/proc/77/root": OUR_ROOT, "/proc/77/exe": RUNNING,
              "/usr/sbin/mariadbd": OTHER_FILE}
     assert resolved("/usr/sbin/mariadbd", "/", files, deleted=True) == HostBinary(
-        "/proc/77/exe", "/usr/sbin/mariadbd", "/")
-    # In a chroot whose directory is reached by a bind mount the host path does not match.
+        "/proc/77/exe", "/usr/sbin/mariadbd")
+    # A chroot whose directory the host reaches by another path (a bind mount) names nothing.
     chrooted = {"/": OUR_ROOT, "/proc/77/root": OTHER_ROOT, "/proc/77/exe": RUNNING}
     assert resolved("/mnt/jail/usr/sbin/mariadbd", "/srv/jail", chrooted) == HostBinary(
-        "/proc/77/exe", "/mnt/jail/usr/sbin/mariadbd", "/proc/77/root")
+        "/proc/77/exe", "/mnt/jail/usr/sbin/mariadbd")
 
 
 # -- choosing targets -----------------------------------------------------------------------------
@@ -311,6 +339,9 @@ def test_a_server_running_a_deleted_binary_restarts_on_the_new_file() -> None:
     assert [(binary.path, binary.traced) for binary in watched] == [(POSTGRES, TRACED)]
     assert restart_path(server(10, "/proc/10/exe", binary_in_root="/usr/sbin/x",
                                root="/proc/10/root")) == "/proc/10/root/usr/sbin/x"
+    # A chroot's directory, as the host names it, outlives the server.
+    assert restart_path(server(10, "/proc/10/root/usr/sbin/x", binary_in_root="/usr/sbin/x",
+                               root="/srv/jail")) == "/srv/jail/usr/sbin/x"
     assert [binary for binary, _ in replaced(watched, disk.identity)] == watched
 
 

@@ -20,10 +20,10 @@ class _MySQLFamily(Engine):
     double_quoted_strings = True  # without ANSI_QUOTES, "..." is a string
     forks_backends = False
     reports_deadlocks = False
-    _version_pattern: bytes
+    _version_patterns: tuple[bytes, ...]  # the first that the binary holds says its version
 
     def find_version(self, binary: ElfBinary) -> str | None:
-        return binary.find_version_string(self._version_pattern)
+        return next(filter(None, map(binary.find_version_string, self._version_patterns)), None)
 
     def is_serving(self, argv: list[str]) -> bool:
         return not any(argument in cmdline.ONE_OFF_OPTIONS for argument in argv[1:])
@@ -53,7 +53,7 @@ class MariaDB(_MySQLFamily):
     display_name = "MariaDB"
     version_names_binary = True
     # Matched whole: the binary also holds "for example 10.1.1-MariaDB-mariadb1precise-log".
-    _version_pattern = rb"\x00(\d+\.\d+\.\d+)-MariaDB"
+    _version_patterns = (rb"\x00(\d+\.\d+\.\d+)-MariaDB",)
 
 
 class MySQL(_MySQLFamily):
@@ -61,4 +61,11 @@ class MySQL(_MySQLFamily):
     display_name = "MySQL"
     # A bare release number: on its own it does not tell a MySQL binary from any other.
     version_names_binary = False
-    _version_pattern = rb"\x00((?:5\.[5-7]|[89]\.\d+)\.\d+)(?:-[^\x00\s]*)?\x00"
+    _version_patterns = (
+        # InnoDB's name for the server that wrote a redo log, "MySQL 9.7.4" (LOG_HEADER_CREATOR),
+        # is in every MySQL binary since 5.7, whole. MySQL 9's version string is not: the linker
+        # keeps "9.7.4" only as the tail of that name, and the string of its own next to it is
+        # the version with its update number, "9.7.4.0". So this is looked for first.
+        rb"\x00MySQL (\d+\.\d+\.\d+)\x00",
+        rb"\x00((?:5\.[5-7]|[89]\.\d+)\.\d+)(?:-[^\x00\s]*)?\x00",
+    )
