@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from dbprobe.binary.elf import ElfBinary
@@ -43,6 +43,15 @@ class Target:
     @property
     def processes(self) -> tuple[int, ...]:
         return tuple(pid for server in self.servers for pid in server.processes)
+
+    @property
+    def label(self) -> str:
+        """Its servers for messages: "PostgreSQL server pid 709", or its binary's path."""
+        name = engine_for(self.db).display_name
+        if not self.servers:
+            return f"{name} binary {self.binary}"
+        pids = ", ".join(str(server.pid) for server in self.servers)
+        return f"{name} server{'s' if len(self.servers) > 1 else ''} pid {pids}"
 
 
 def _print_warning(message: str) -> None:
@@ -77,7 +86,7 @@ def _traceable(targets: list[Target], warn: Warn) -> list[Target]:
         try:
             kept.append(_opened(target))
         except DbprobeError as error:
-            failures.append(f"{_servers_named(target)} is not traced: {error}")
+            failures.append(f"{target.label} is not traced: {error}")
     if not kept:
         raise DbprobeError("; ".join(failures))
     for failure in failures:
@@ -85,17 +94,9 @@ def _traceable(targets: list[Target], warn: Warn) -> list[Target]:
     return kept
 
 
-def _servers_named(target: Target) -> str:
-    pids = ", ".join(str(server.pid) for server in target.servers)
-    plural = "s" if len(target.servers) > 1 else ""
-    return f"{engine_for(target.db).display_name} server{plural} pid {pids}"
-
-
 def _opened(target: Target) -> Target:
     """The target with its binary parsed, for the plans and the readers to share."""
-    elf = target.open_binary()
-    return Target(db=target.db, binary=target.binary, version=target.version, root=target.root,
-                  servers=target.servers, file=target.file, elf=elf)
+    return replace(target, elf=target.open_binary())
 
 
 def _by_binary_file(servers: list[ServerProcess]) -> list[list[ServerProcess]]:

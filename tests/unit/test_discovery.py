@@ -353,3 +353,9 @@ def test_untraced_servers_are_those_of_a_watched_path_on_another_file() -> None:
                server(11, POSTGRES), server(12, "/opt/other/postgres")]
     disk.files[POSTGRES] = NEW
     assert untraced_servers(watched, servers, disk.identity) == [servers[1]]
+
+
+def test_target_label_names_its_servers_or_its_binary() -> None:
+    assert target_of(server(10, POSTGRES)).label == "PostgreSQL server pid 10"
+    assert target_of(server(10, POSTGRES), server(11, POSTGRES)).label == "PostgreSQL servers pid 10, 11"
+    assert target_of().label == f"PostgreSQL binary {POSTGRES}"
