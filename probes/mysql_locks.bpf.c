@@ -85,7 +85,6 @@ struct my_lock_thread {
 };
 
 BPF_TABLE("lru_hash", u32, struct my_lock_thread, my_lock_threads, MY_LOCK_THREADS);
-BPF_ARRAY(my_lock_blank_thread, struct my_lock_thread, 1);   /* zeroes, to create slots from */
 BPF_PERCPU_ARRAY(my_lock_scratch, struct dbp_lock_event, 1);
 
 static __always_inline bool my_is_lock_wait(u32 type)
@@ -101,19 +100,12 @@ static __always_inline struct my_lock_thread *my_lock_thread_of(u32 tid)
 /* The thread's slot, created when the thread belongs to a traced server. */
 static __always_inline struct my_lock_thread *my_lock_thread_slot(void)
 {
-	u64 pid_tgid = bpf_get_current_pid_tgid();
-	u32 tid = (u32)pid_tgid;
-	u32 zero = 0;
+	u32 tid = (u32)bpf_get_current_pid_tgid();
 	struct my_lock_thread *slot = my_lock_threads.lookup(&tid);
-	if (slot)
+	const void *fresh;
+	if (slot || !(fresh = dbp_new_slot(sizeof(*slot))))
 		return slot;
-	if (!dbp_pid_wanted(pid_tgid >> 32))
-		return 0;
-	struct my_lock_thread *blank = my_lock_blank_thread.lookup(&zero);
-	if (!blank)
-		return 0;
-	my_lock_threads.update(&tid, blank);
-	return my_lock_threads.lookup(&tid);
+	return my_lock_threads.lookup_or_try_init(&tid, fresh);
 }
 
 static __always_inline struct dbp_lock_event *my_lock_event(u32 kind, u8 type, u16 hook)
@@ -189,10 +181,8 @@ static __always_inline int my_lock_statement(struct pt_regs *ctx, const u64 *arg
 	slot->text_len = 0;
 	if (args[0] != MY_COM_QUERY || !args[1])
 		return 0;
-	if (len > MY_LOCK_TEXT_MAX)
-		len = MY_LOCK_TEXT_MAX;
-	if (bpf_probe_read_user(slot->text, len, (void *)args[1]) == 0)
-		slot->text_len = len;
+	u8 flags = 0;
+	slot->text_len = dbp_capture_text(slot->text, MY_LOCK_TEXT_MAX, args[1], len, true, &flags);
 	return 0;
 }
 

@@ -83,24 +83,16 @@ struct my_statement_key {
 
 BPF_F_TABLE("hash", u32, struct my_command, my_commands, 65536, BPF_F_NO_PREALLOC);
 BPF_TABLE("lru_hash", struct my_statement_key, struct my_text, my_prepared, 4096);
-BPF_ARRAY(my_blank_command, struct my_command, 1);   /* zeroes, to create slots from */
 
 /* The thread's slot, created on its first statement when it belongs to a traced server. */
 static __always_inline struct my_command *my_slot(void)
 {
-	u64 pid_tgid = bpf_get_current_pid_tgid();
-	u32 tid = (u32)pid_tgid;
-	u32 zero = 0;
+	u32 tid = (u32)bpf_get_current_pid_tgid();
 	struct my_command *slot = my_commands.lookup(&tid);
-	if (slot)
+	const void *fresh;
+	if (slot || !(fresh = dbp_new_slot(sizeof(*slot))))
 		return slot;
-	if (!dbp_pid_wanted(pid_tgid >> 32))
-		return 0;
-	struct my_command *blank = my_blank_command.lookup(&zero);
-	if (!blank)
-		return 0;
-	my_commands.update(&tid, blank);
-	return my_commands.lookup(&tid);
+	return my_commands.lookup_or_try_init(&tid, fresh);
 }
 
 static __always_inline void my_begin(struct my_command *slot, u8 command, u64 thd, u16 hook)
@@ -113,40 +105,11 @@ static __always_inline void my_begin(struct my_command *slot, u8 command, u64 th
 	slot->command = command;
 }
 
-/*
- * Copy a statement's text: `len` bytes when `sized`, else a NUL-terminated string. `len` is
- * a u64 so that the verifier sees the bound checked on the very register passed on.
- */
+/* Copy a statement's text: `len` bytes when `sized`, else a NUL-terminated string. */
 static __always_inline void my_capture(struct my_text *text, u64 src, u64 len, bool sized)
 {
-	long copied;
-
-	text->len = 0;
 	text->flags = 0;
-	if (!src) {
-		text->flags = DBP_QF_NO_TEXT;
-		return;
-	}
-	if (sized) {
-		if (len > DBP_TEXT_MAX) {
-			len = DBP_TEXT_MAX;
-			text->flags = DBP_QF_TRUNCATED;
-		}
-		if (bpf_probe_read_user(text->bytes, len, (void *)src) != 0) {
-			text->flags |= DBP_QF_NO_TEXT;
-			return;
-		}
-		text->len = len;
-		return;
-	}
-	copied = bpf_probe_read_user_str(text->bytes, DBP_TEXT_MAX, (void *)src);
-	if (copied <= 0) {
-		text->flags = DBP_QF_NO_TEXT;
-		return;
-	}
-	if (copied == DBP_TEXT_MAX)
-		text->flags = DBP_QF_TRUNCATED;
-	text->len = copied - 1;
+	text->len = dbp_capture_text(text->bytes, DBP_TEXT_MAX, src, len, sized, &text->flags);
 }
 
 static __always_inline struct dbp_query_event *my_event(const struct my_command *slot, u64 end_ns,
@@ -244,9 +207,7 @@ static __always_inline void my_remember_prepared(struct my_command *slot)
 
 static __always_inline void my_finish_execute(struct my_command *slot, u64 now)
 {
-	u64 duration = now - slot->start_ns;
-	dbp_count_query(DBP_PROTO_PREPARED, duration);
-	if (duration < DBP_QUERY_THRESHOLD_NS)
+	if (!dbp_count_query(DBP_PROTO_PREPARED, now - slot->start_ns))
 		return;
 	struct my_statement_key key = my_statement(slot->thd, slot->stmt_id);
 	struct my_text *text = my_prepared.lookup(&key);
@@ -258,9 +219,7 @@ static __always_inline void my_finish_execute(struct my_command *slot, u64 now)
 
 static __always_inline void my_finish_query(struct my_command *slot, u64 now, u8 flags)
 {
-	u64 duration = now - slot->start_ns;
-	dbp_count_query(DBP_PROTO_SIMPLE, duration);
-	if (duration >= DBP_QUERY_THRESHOLD_NS)
+	if (dbp_count_query(DBP_PROTO_SIMPLE, now - slot->start_ns))
 		my_emit(slot, now, DBP_PROTO_SIMPLE, flags, &slot->text);
 }
 
