@@ -124,11 +124,12 @@ class LockReport:
                                                             **common))
 
     def _last_statement(self, pid: int) -> LastStatement | None:
-        value = self._trace.collector.lookup("pg_last_statements", pid)
-        if value is None:
+        activity = self._trace.collector.backend_activity(pid)
+        if activity is None:
             return None
-        text = bytes(value.text)[: value.len].decode("utf-8", errors="replace")
-        return LastStatement(text=text, start_ns=value.start_ns, end_ns=value.end_ns)
+        return LastStatement(text=activity.text.decode("utf-8", errors="replace"),
+                             start_ns=activity.start_ns, end_ns=activity.end_ns,
+                             idle_state=activity.idle_state)
 
     def _lwlock_stats(self) -> list[LWLockStats]:
         """The kernel's LWLock wait counts, tranche names read from a server's memory."""

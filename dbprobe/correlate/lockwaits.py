@@ -18,10 +18,10 @@ from dbprobe.engines.mysql import locks as mylocks
 from dbprobe.discover.backends import BackendDirectory
 from dbprobe.correlate.statements import Clock, Open, SpanPairer
 from dbprobe.kernel.records import (EV_DEADLOCK, EV_LOCK_WAIT_DONE, EV_LOCK_WAIT_START, LOCK_WAIT_FAILED,
-                            RawLockEvent)
+                                    PG_LOCK_WAIT_ERROR, RawLockEvent)
 from dbprobe.correlate.fingerprint import fingerprint
 from dbprobe.model import Blocker, Deadlock, LockWait, Source, Statement
-from dbprobe.engines.postgresql.locks import conflicts, decode_tag, mode_name, modes_in
+from dbprobe.engines.postgresql.locks import conflicts, decode_tag, mode_name, modes_in, wait_outcome
 from dbprobe.discover.memory import read_c_string
 
 # A wait that ends with an error status (uprobe recipe) right before the deadlock report.
@@ -35,6 +35,11 @@ class LastStatement:
     text: str
     start_ns: int
     end_ns: int  # 0 while it runs
+    idle_state: int = 0  # PostgreSQL's BackendState as it last went idle; 0 when unknown
+
+
+# PostgreSQL's BackendState values for a backend gone idle.
+_IDLE_STATES = {1: "idle", 3: "idle in transaction", 5: "idle in transaction (aborted)"}
 
 
 class Catalog(Protocol):
@@ -81,6 +86,10 @@ class LockWaitTracker:
             return None
         if not self._is_postgres(raw):
             return replace(span.start, end=self._clock.wall(raw.ts_ns), outcome=mylocks.outcome(raw.flags))
+        if raw.flags & PG_LOCK_WAIT_ERROR:
+            # An error ended the wait (lock_timeout, statement_timeout, a cancel): its code.
+            return replace(span.start, end=self._clock.wall(raw.ts_ns),
+                           outcome=wait_outcome(raw.fields[0]))
         if raw.flags & LOCK_WAIT_FAILED:
             # Uprobe recipe: ProcSleep failed, the deadlock report follows at once and will
             # carry this wait; held until then (or given up by sweep()).
@@ -184,7 +193,8 @@ class LockWaitTracker:
         elif waiting:
             state, since_ns = "waiting", last.start_ns
         elif last.end_ns:
-            state, since_ns = ("idle" if session else "idle in transaction"), last.end_ns
+            state = _IDLE_STATES.get(last.idle_state) or ("idle" if session else "idle in transaction")
+            since_ns = last.end_ns
         else:
             state, since_ns = "running", last.start_ns
         return Blocker(pid=pid, modes=modes, session=session,

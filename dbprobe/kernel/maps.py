@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Callable
 
-from dbprobe.kernel.records import HIST_SLOTS, PROTOCOLS, RawQuery, decode
+from dbprobe.kernel.records import HIST_SLOTS, PROTOCOLS, BackendActivity, RawQuery, decode
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,6 +16,7 @@ class KernelTotals:
     query_ns: int = 0
     emitted: int = 0
     lost: int = 0
+    slow: int = 0  # statements at or over the query threshold, whether or not delivered
 
     def __sub__(self, earlier: "KernelTotals") -> "KernelTotals":
         return KernelTotals(*(getattr(self, f.name) - getattr(earlier, f.name) for f in fields(self)))
@@ -82,6 +83,15 @@ class Collector:
 
     def totals(self) -> KernelTotals:
         return KernelTotals(**self.summed("totals"))
+
+    def backend_activity(self, pid: int) -> BackendActivity | None:
+        """A PostgreSQL backend's current or last statement, as its slot keeps it."""
+        slot = self.lookup("pg_backends", pid)
+        if slot is None:
+            return None
+        text = bytes(slot.ev.text)[: min(slot.ev.text_len, len(slot.ev.text))]
+        return BackendActivity(text=text, start_ns=slot.ev.start_ns, end_ns=slot.end_ns,
+                               idle_state=slot.idle_state)
 
     def lookup(self, table: str, key: int):
         """A map's value for an integer key, as BCC's ctypes leaf; None when absent."""

@@ -99,7 +99,7 @@ def test_postgresql_recipe_shape() -> None:
     assert query.source.name == "postgresql_query.bpf.c"
     assert [variant.mechanism for variant in query.variants] == ["usdt", "uprobe"]
     usdt, uprobe = query.variants
-    assert {hook.probe for hook in usdt.hooks} == {"statement__status", None}
+    assert usdt.hooks == uprobe.hooks  # the activity is read at the function in both
     assert all(hook.probe is None and hook.symbol for hook in uprobe.hooks)
     assert {hook.symbol for hook in uprobe.hooks} == {"pgstat_report_activity", "AbortCurrentTransaction"}
     locks_uprobe = recipe.family("locks").variants[1]
@@ -159,13 +159,13 @@ def test_versions_are_kept_as_specifier_sets() -> None:
 
 
 def backend_id_global(version: str | None) -> list[str]:
-    """The global the txn uprobe recipe reads the backend id from, for a server version."""
+    """The global the txn uprobe recipe reads the backend id from (the activity's last
+    argument), for a server version."""
     uprobe = load_recipe("postgresql").family("txn").variants[1]
     return [
-        spec.symbol
+        selected.uprobe_args[-1].symbol
         for selected in uprobe.hooks_for(version)
-        if selected.symbol == "pgstat_report_xact_timestamp"
-        for spec in selected.uprobe_args if spec.kind == "symbol"
+        if selected.symbol == "pgstat_report_activity"
     ]
 
 
@@ -181,8 +181,8 @@ def test_hooks_for_picks_the_global_of_the_version(version: str, symbol: str) ->
 def test_hooks_for_keeps_hooks_without_versions() -> None:
     uprobe = load_recipe("postgresql").family("txn").variants[1]
     selected = uprobe.hooks_for("15.4")
-    assert {h.handler for h in selected} == {"pg_txn_statement", "pg_txn_timestamp", "pg_txn_aborting"}
-    assert len(selected) == len(uprobe.hooks) - 1
+    assert {h.handler for h in selected} == {"pg_activity", "pg_txn_abort"}
+    assert len(selected) == len(uprobe.hooks) - 3  # one reading of the activity per version
 
 
 @pytest.mark.parametrize("version", ["17beta1", "17rc1"])
