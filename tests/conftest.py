@@ -25,11 +25,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(autouse=True)
 def _no_tracer_outlives_its_test() -> Iterator[None]:
-    """A test that fails before stopping its dbprobe must not leave it attached."""
+    """A test that fails before stopping its dbprobe must not leave it attached, and no run
+    leaves a uprobe entry in tracefs."""
     yield
     from tests.support.tracing import kill_leftover_runs
 
-    kill_leftover_runs()
+    assert kill_leftover_runs() == [], "dbprobe left uprobe entries in tracefs"
 
 
 @pytest.fixture

@@ -10,6 +10,9 @@ declared here on a separate function object.
 
 ``Attachment`` owns the module and every perf event it opened; closing it detaches all,
 and the kernel drops them too if the process dies, since they live as file descriptors.
+Where the kernel's uprobe PMU refuses a site, libbcc falls back to creating the uprobe
+through tracefs (an entry in uprobe_events), which outlives the process: such an entry is
+removed whether the attach succeeds or fails.
 """
 
 from __future__ import annotations
@@ -77,6 +80,7 @@ class Attachment:
             fd = self._attach_uprobe(function.fd, kind, name, site.binary.encode(),
                                      site.file_offset, -1, site.ref_ctr_offset)
             if fd < 0:
+                self._lib.bpf_detach_uprobe(name)  # the tracefs fallback's entry, if it made one
                 raise DbprobeError(f"cannot attach to {site.label} in {site.binary} at offset "
                                    f"{site.file_offset:#x}: {os.strerror(-fd) if fd < -1 else 'refused'}")
             self._events.append((name, fd))

@@ -19,7 +19,7 @@ from dbprobe.recipes.bind import plan_family
 from dbprobe.kernel.program import Parameters, build_program
 from dbprobe.recipes.load import load_recipe
 from tests.support.sdtbin import compile_c
-from tests.support.tracing import Finished, run_dbprobe, semaphore_value
+from tests.support.tracing import Finished, dbprobe_uprobe_events, run_dbprobe, semaphore_value
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 
@@ -121,6 +121,7 @@ def test_a_failed_attach_leaves_nothing_attached(pg_server, require_root_bpf):
             attachment.attach(group_sites(plan.sites + (broken,)))
         assert attachment.attached == 0
         assert semaphore_value(pg_server.pid, binary.path, query_start.semaphore) == 0
+        assert dbprobe_uprobe_events(os.getpid()) == []  # not even libbcc's tracefs fallback
     finally:
         attachment.close()
 

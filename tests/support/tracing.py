@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -101,16 +102,28 @@ class DbprobeRun:
             self.process.wait(10)
 
 
-def kill_leftover_runs() -> None:
+def kill_leftover_runs() -> list[str]:
+    """Kill the runs still going; the uprobe entries any of the runs left in tracefs."""
+    pids = []
     while STARTED_RUNS:
-        STARTED_RUNS.pop().kill()
+        run = STARTED_RUNS.pop()
+        run.kill()
+        pids.append(run.process.pid)
+    return dbprobe_uprobe_events(*pids) if pids else []
 
 
 def run_dbprobe(*args: str, timeout: float = 60.0) -> Finished:
     """Run dbprobe to completion (for commands and errors that end by themselves)."""
-    completed = subprocess.run([sys.executable, "-m", "dbprobe", *args], capture_output=True,
-                               text=True, timeout=timeout, cwd=Path(__file__).resolve().parents[2])
-    return Finished(completed.returncode, completed.stdout, completed.stderr)
+    with subprocess.Popen([sys.executable, "-m", "dbprobe", *args], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True,
+                          cwd=Path(__file__).resolve().parents[2]) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+    assert dbprobe_uprobe_events(process.pid) == [], "dbprobe left uprobe entries in tracefs"
+    return Finished(process.returncode, stdout, stderr)
 
 
 def semaphore_value(pid: int, binary: str, semaphore_vaddr: int) -> int:
@@ -127,3 +140,17 @@ def semaphore_value(pid: int, binary: str, semaphore_vaddr: int) -> int:
     with open(f"/proc/{pid}/mem", "rb") as memory:
         memory.seek(base + semaphore_vaddr)
         return int.from_bytes(memory.read(2), "little")
+
+
+UPROBE_EVENTS = Path("/sys/kernel/tracing/uprobe_events")
+# dbprobe names its uprobes dbprobe_<its pid>_<n>; libbcc's tracefs fallback adds _bcc_<pid>.
+_DBPROBE_EVENT = re.compile(r"^[pr]:\S*/dbprobe_(?P<pid>\d+)_\d+\S*\s", re.MULTILINE)
+
+
+def dbprobe_uprobe_events(*pids: int) -> list[str]:
+    """The tracefs uprobe entries that dbprobe processes created (those of `pids`, or of any
+    dbprobe when none are given): dbprobe leaves none behind, on any path."""
+    text = UPROBE_EVENTS.read_text() if UPROBE_EVENTS.exists() else ""
+    wanted = {str(pid) for pid in pids}
+    return [line for line in text.splitlines()
+            if (match := _DBPROBE_EVENT.match(line + "\n")) and (not wanted or match["pid"] in wanted)]
