@@ -160,8 +160,9 @@ def _hits_section(report: Report) -> Section | None:
         rows.append([hits.protocol, *(f"{hits.family_hits(family):.2f}" for family in families),
                      *(_per_hit(costs.get(mode)) for mode in costed)])
     notes = ["BPF program runs in the backends per transaction, counted with bpftrace on the "
-             "sites dbprobe attaches (statement__status is in every family: with all three "
-             "commands attached it runs three programs per hit).",
+             "sites dbprobe attaches (pgstat_report_activity is in every family: three commands "
+             "attached run three programs per hit there, one process running the three "
+             "reports runs one).",
              "us/hit: extra backend CPU per transaction over the neighbouring baselines "
              "(median of the runs) divided by the hits: dbprobe slow's query probes, the "
              "same probes with empty programs, the reference's two probes."]

@@ -197,9 +197,30 @@ def check_budgets(summaries: Sequence[ModeSummary], startups: Sequence[StartupRe
         mine, reference = found.get(("slow", protocol)), found.get(("bpftrace", protocol))
         if mine is not None and reference is not None:
             checks.append(_versus_reference(mine, reference))
+    for protocol in ("simple", "extended"):
+        together, alone = found.get(("together", protocol)), found.get(("slow", protocol))
+        if together is not None and alone is not None:
+            checks.append(_together_check(together, alone))
     checks.append(_no_loss_check(found.get(("slow-all", "simple"))))
     checks.append(_startup_check(startups, max_startup_s))
     return checks
+
+
+MAX_TOGETHER_COST = 1.2  # slow+locks+txn in one process, against slow alone: extra CPU/txn
+
+
+def _together_check(together: ModeSummary, alone: ModeSummary) -> BudgetCheck:
+    name = f"slow+locks+txn in one process vs slow alone ({together.protocol})"
+    target = f"extra CPU <= {MAX_TOGETHER_COST:g}x"
+    if together.extra_us_per_txn is None or alone.extra_us_per_txn is None:
+        return BudgetCheck(name, target, "not measured", None)
+    mine, theirs = together.extra_us_per_txn.median, alone.extra_us_per_txn.median
+    if theirs <= 0:
+        return BudgetCheck(name, target, f"{mine:+.1f} vs {theirs:+.1f} us/txn (no cost to compare)",
+                           None)
+    ratio = mine / theirs
+    return BudgetCheck(name, target, f"{ratio:.2f}x ({mine:+.1f} vs {theirs:+.1f} us/txn)",
+                       ratio <= MAX_TOGETHER_COST)
 
 
 def _ratio_check(name: str, ratio: Spread | None, min_ratio: float) -> BudgetCheck:

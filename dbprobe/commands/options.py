@@ -8,6 +8,7 @@ import sys
 from dataclasses import dataclass
 
 from dbprobe.errors import DbprobeError
+from dbprobe.kernel.program import DEFAULT_RINGBUF_BYTES, PAGE_SIZE, Parameters
 from dbprobe.units import parse_duration_ns
 
 
@@ -28,6 +29,10 @@ def add_output_options(parser: argparse.ArgumentParser, *, digest: str) -> None:
                         help="one JSON object per line on stdout; messages go to stderr")
     parser.add_argument("--show-literals", action="store_true",
                         help="show statements as sent, literals included (they can hold secrets)")
+    parser.add_argument("--ring-buffer", type=ring_buffer_bytes, default=DEFAULT_RINGBUF_BYTES,
+                        metavar="SIZE", dest="ring_buffer",
+                        help="kernel buffer for records on their way to dbprobe: a power of two "
+                             "from 4K to 1G (8M by default); more loses fewer under bursts")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +60,27 @@ def parse_threshold_ns(text: str) -> int:
         return parse_duration_ns(text, default_unit="ms")
     except ValueError as error:
         raise DbprobeError(f"--threshold: {error}") from None
+
+
+_SIZE_UNITS = {"": 1 << 20, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+MAX_RINGBUF_BYTES = 1 << 30
+
+
+def ring_buffer_bytes(text: str) -> int:
+    """A ring buffer size: 64M, 512K, 1G; a plain number is MiB."""
+    number, unit = text.strip().rstrip("iBb").upper(), ""
+    if number[-1:] in _SIZE_UNITS:
+        number, unit = number[:-1], number[-1]
+    if not number.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size such as 16M")
+    size = int(number) * _SIZE_UNITS[unit]
+    try:
+        Parameters(ringbuf_bytes=size)
+    except ValueError:
+        size = 0
+    if not PAGE_SIZE <= size <= MAX_RINGBUF_BYTES:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a power of two from 4K to 1G")
+    return size
 
 
 def seconds(text: str) -> float:

@@ -24,7 +24,7 @@ from dbprobe.kernel.maps import Collector
 from dbprobe.errors import DbprobeError
 from dbprobe.model import Source
 from dbprobe.recipes.bind import FamilyPlan, plan_family, require_plan
-from dbprobe.kernel.program import Parameters, build_program
+from dbprobe.kernel.program import DEFAULT_RINGBUF_BYTES, Parameters, build_program
 from dbprobe.recipes.load import load_recipe
 from dbprobe.discover.targets import Target, choose_targets
 
@@ -39,6 +39,7 @@ class TraceRequest:
     pid: int | None = None
     binary: str | None = None
     thresholds_ns: Mapping[str, int] = field(default_factory=dict)  # by family
+    ringbuf_bytes: int = DEFAULT_RINGBUF_BYTES  # the kernel's buffer of records for user space
 
 
 class Trace:
@@ -52,7 +53,8 @@ class Trace:
         self.targets = choose_targets(pid=request.pid, binary=request.binary,
                                       databases=request.databases)
         self.plans = [plan for target in self.targets for plan in _plans_for(target, request.families)]
-        parameters = Parameters(thresholds_ns=request.thresholds_ns, filter_pids=request.pid is not None)
+        parameters = Parameters(thresholds_ns=request.thresholds_ns, filter_pids=request.pid is not None,
+                                ringbuf_bytes=request.ringbuf_bytes)
         program = build_program(self.plans, parameters)
         self.sources = {hook.hook_id: Source(self._target_of(hook.binary).db, hook.binary, hook.mechanism)
                         for hook in program.hooks}
