@@ -72,7 +72,8 @@ struct pg_txn {
 	u8 pad;
 	u16 text_len[DBP_TXN_STATEMENTS];
 	u16 reserved;
-	char text[DBP_TXN_STATEMENTS][DBP_TXN_TEXT_MAX];
+	/* One dimension: BCC's Python mirror of a map value cannot size a two-dimensional array. */
+	char text[DBP_TXN_STATEMENTS * DBP_TXN_TEXT_MAX];
 };
 #endif
 

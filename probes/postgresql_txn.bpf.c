@@ -64,7 +64,8 @@ static __always_inline void pg_txn_keep_statement(struct pg_backend *b)
 	u32 len = b->ev.text_len;
 	if (len > DBP_TXN_TEXT_MAX)
 		len = DBP_TXN_TEXT_MAX;
-	if (len && bpf_probe_read_kernel(txn->text[index], DBP_TXN_TEXT_MAX, b->ev.text) == 0)
+	if (len && bpf_probe_read_kernel(txn->text + index * DBP_TXN_TEXT_MAX, DBP_TXN_TEXT_MAX,
+					 b->ev.text) == 0)
 		txn->text_len[index] = len;
 }
 
