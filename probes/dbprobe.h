@@ -24,9 +24,10 @@
 
 #include <uapi/linux/ptrace.h>
 
+#include "args.h"
+
 #define DBP_TEXT_MAX 2048      /* bytes of statement text captured; a power of two */
 #define DBP_HIST_SLOTS 64      /* slot 0: under 1 us; slot k: [2^(k-1), 2^k) us */
-#define DBP_MAX_ARGS 8         /* arguments a hook handler receives */
 #define DBP_LOCK_HOLDERS 8     /* holders of one lock remembered, and sent with a wait */
 #define DBP_TXN_STATEMENTS 3   /* statements of a transaction whose text is kept */
 #define DBP_TXN_TEXT_MAX 256   /* bytes kept of each; a power of two */

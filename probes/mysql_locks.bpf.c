@@ -166,10 +166,10 @@ static __always_inline void my_lock_wait_closed(struct my_lock_thread *slot, u8 
 	dbp_submit(ev, offsetof(struct dbp_lock_event, holder));
 }
 
-static __always_inline int my_lock_statement(struct pt_regs *ctx, const u64 *args, u16 hook)
+static __always_inline int my_lock_statement(struct pt_regs *ctx, const struct dbp_args *args, u16 hook)
 {
-	u64 len = args[2];
-	struct my_lock_thread *slot = args[0] == MY_COM_QUERY ? my_lock_thread_slot()
+	bool query = dbp_arg(args, 0) == MY_COM_QUERY;
+	struct my_lock_thread *slot = query ? my_lock_thread_slot()
 				      : my_lock_thread_of((u32)bpf_get_current_pid_tgid());
 
 	if (!slot)
@@ -179,16 +179,18 @@ static __always_inline int my_lock_statement(struct pt_regs *ctx, const u64 *arg
 		my_lock_wait_closed(slot, MY_LOCK_WAIT_OUTCOME_UNKNOWN, hook);
 	slot->in_mdl_wait = 0;
 	slot->text_len = 0;
-	if (args[0] != MY_COM_QUERY || !args[1])
+	u64 text = query ? dbp_arg(args, 1) : 0;
+	if (!text)
 		return 0;
 	u8 flags = 0;
-	slot->text_len = dbp_capture_text(slot->text, MY_LOCK_TEXT_MAX, args[1], len, true, &flags);
+	slot->text_len = dbp_capture_text(slot->text, MY_LOCK_TEXT_MAX, text, dbp_arg(args, 2), true,
+					  &flags);
 	return 0;
 }
 
-static __always_inline int my_wait_begin(struct pt_regs *ctx, const u64 *args, u16 hook)
+static __always_inline int my_wait_begin(struct pt_regs *ctx, const struct dbp_args *args, u16 hook)
 {
-	u32 type = (u32)args[0];
+	u32 type = (u32)dbp_arg(args, 0);
 	struct my_lock_thread *slot = my_lock_thread_of((u32)bpf_get_current_pid_tgid());
 
 	if (slot && slot->open_type) {
@@ -205,7 +207,7 @@ static __always_inline int my_wait_begin(struct pt_regs *ctx, const u64 *args, u
 	return 0;
 }
 
-static __always_inline int my_wait_end(struct pt_regs *ctx, const u64 *args, u16 hook)
+static __always_inline int my_wait_end(struct pt_regs *ctx, const struct dbp_args *args, u16 hook)
 {
 	struct my_lock_thread *slot = my_lock_thread_of((u32)bpf_get_current_pid_tgid());
 
@@ -221,10 +223,10 @@ static __always_inline int my_wait_end(struct pt_regs *ctx, const u64 *args, u16
 	return 0;
 }
 
-static __always_inline int my_mdl_wait(struct pt_regs *ctx, const u64 *args, u16 hook)
+static __always_inline int my_mdl_wait(struct pt_regs *ctx, const struct dbp_args *args, u16 hook)
 {
-	u64 mdl_wait = args[0];
-	u64 stage = args[1];
+	u64 mdl_wait = dbp_arg(args, 0);
+	u64 stage = dbp_arg(args, 1);
 	struct my_lock_thread *slot = my_lock_thread_slot();
 
 	if (!slot)
@@ -254,9 +256,9 @@ static __always_inline u8 my_mdl_outcome(u32 status)
 	}
 }
 
-static __always_inline int my_mdl_waited(struct pt_regs *ctx, const u64 *args, u16 hook)
+static __always_inline int my_mdl_waited(struct pt_regs *ctx, const struct dbp_args *args, u16 hook)
 {
-	u32 status = (u32)args[0];
+	u32 status = (u32)dbp_arg(args, 0);
 	struct my_lock_thread *slot = my_lock_thread_of((u32)bpf_get_current_pid_tgid());
 
 	if (!slot)

@@ -223,10 +223,10 @@ static __always_inline void my_finish_query(struct my_command *slot, u64 now, u8
 		my_emit(slot, now, DBP_PROTO_SIMPLE, flags, &slot->text);
 }
 
-static __always_inline int my_dispatch(struct pt_regs *ctx, const u64 *args, u16 hook)
+static __always_inline int my_dispatch(struct pt_regs *ctx, const struct dbp_args *args, u16 hook)
 {
-	u8 command = args[0];
-	u64 thd = args[1];
+	u8 command = dbp_arg(args, 0);
+	u64 thd = dbp_arg(args, 1);
 	struct my_command *slot;
 
 	switch (command) {
@@ -236,9 +236,10 @@ static __always_inline int my_dispatch(struct pt_regs *ctx, const u64 *args, u16
 		if (!slot)
 			return 0;
 		my_begin(slot, command, thd, hook);
-		my_capture(&slot->text, args[2], args[3], true);
-		if (args[2])
-			slot->reply = args[2] - 1;
+		u64 text = dbp_arg(args, 2);
+		my_capture(&slot->text, text, dbp_arg(args, 3), true);
+		if (text)
+			slot->reply = text - 1;
 		return 0;
 	case MY_COM_STMT_EXECUTE:
 	case MY_COM_STMT_BULK_EXECUTE:
@@ -246,10 +247,10 @@ static __always_inline int my_dispatch(struct pt_regs *ctx, const u64 *args, u16
 		if (!slot)
 			return 0;
 		my_begin(slot, command, thd, hook);
-		slot->stmt_id = (u32)args[4];
+		slot->stmt_id = (u32)dbp_arg(args, 4);
 		return 0;
 	case MY_COM_STMT_CLOSE: {
-		struct my_statement_key key = my_statement(thd, (u32)args[4]);
+		struct my_statement_key key = my_statement(thd, (u32)dbp_arg(args, 4));
 		my_prepared.delete(&key);
 		return 0;
 	}
@@ -258,7 +259,7 @@ static __always_inline int my_dispatch(struct pt_regs *ctx, const u64 *args, u16
 	}
 }
 
-static __always_inline int my_dispatch_done(struct pt_regs *ctx, const u64 *args, u16 hook)
+static __always_inline int my_dispatch_done(struct pt_regs *ctx, const struct dbp_args *args, u16 hook)
 {
 	u32 tid = (u32)bpf_get_current_pid_tgid();
 	struct my_command *slot = my_commands.lookup(&tid);
@@ -276,24 +277,24 @@ static __always_inline int my_dispatch_done(struct pt_regs *ctx, const u64 *args
 	return 0;
 }
 
-static __always_inline int my_query_start(struct pt_regs *ctx, const u64 *args, u16 hook)
+static __always_inline int my_query_start(struct pt_regs *ctx, const struct dbp_args *args, u16 hook)
 {
 	struct my_command *slot = my_slot();
 	if (!slot)
 		return 0;
 	my_begin(slot, MY_COM_QUERY, 0, hook);
-	my_capture(&slot->text, args[0], 0, false);
+	my_capture(&slot->text, dbp_arg(args, 0), 0, false);
 	return 0;
 }
 
-static __always_inline int my_query_done(struct pt_regs *ctx, const u64 *args, u16 hook)
+static __always_inline int my_query_done(struct pt_regs *ctx, const struct dbp_args *args, u16 hook)
 {
 	u32 tid = (u32)bpf_get_current_pid_tgid();
 	struct my_command *slot = my_commands.lookup(&tid);
 	if (!slot || slot->command != MY_COM_QUERY)
 		return 0;
 	slot->command = MY_IDLE;
-	my_finish_query(slot, bpf_ktime_get_ns(), args[0] ? DBP_QF_ERROR : 0);
+	my_finish_query(slot, bpf_ktime_get_ns(), dbp_arg(args, 0) ? DBP_QF_ERROR : 0);
 	return 0;
 }
 

@@ -14,6 +14,8 @@
  *       PGPROC keeps the local transaction id in this server version, 0 when unknown;
  *       backend: the backend id (MyBackendId, MyProcNumber from 17). A family that does
  *       not need the last ones leaves them out of its recipe (a prefix of the arguments).
+ *       The globals are read only when needed (args.h): the database when a statement
+ *       begins, the others when a transaction goes idle in transaction or is sent.
  *
  * Each family that shares the site adds its part to the one program run per report, and
  * one slot per backend keeps the current or last statement (start, end, database, text
@@ -65,8 +67,8 @@ struct pg_txn {
 	u64 start_ns;               /* 0: no transaction open */
 	u64 idle_since;             /* 0: not idle */
 	u64 idle_ns;
-	u32 backend_id;
 	u32 lxid;                   /* 0 until seen */
+	u32 reserved2;
 	u16 statements;
 	u8 aborting;
 	u8 pad;
@@ -115,17 +117,26 @@ static __always_inline struct pg_backend *pg_backend_slot(u32 tid)
 	return pg_backends.lookup_or_try_init(&tid, fresh);
 }
 
+/* A backend that exits gives its slot back: a new process that gets its pid starts afresh.
+ * (A raw tracepoint: the MySQL programs' sched_process_exit tracepoint may be loaded too.) */
+RAW_TRACEPOINT_PROBE(sched_process_exit)
+{
+	u32 tid = pg_tid();
+	pg_backends.delete(&tid);
+	return 0;
+}
+
 /* Each family's part, defined in its own program. */
 #ifdef DBP_WITH_POSTGRESQL_QUERY
 static __always_inline void pg_query_ended(struct pg_backend *b, u64 now, u8 flags);
 #endif
 #ifdef DBP_WITH_POSTGRESQL_TXN
-static __always_inline void pg_txn_statement_began(struct pg_backend *b, u64 now, const u64 *args);
-static __always_inline void pg_txn_went_idle(struct pg_backend *b, u64 now, const u64 *args,
+static __always_inline void pg_txn_statement_began(struct pg_backend *b, u64 now, const struct dbp_args *args);
+static __always_inline void pg_txn_went_idle(struct pg_backend *b, u64 now, const struct dbp_args *args,
 					     u16 hook);
 #endif
 
-static __always_inline void pg_statement_begins(struct pg_backend *b, u64 now, const u64 *args,
+static __always_inline void pg_statement_begins(struct pg_backend *b, u64 now, const struct dbp_args *args,
 						u16 hook)
 {
 	dbp_fill_header(&b->ev.hdr, DBP_EV_QUERY, hook);
@@ -133,10 +144,11 @@ static __always_inline void pg_statement_begins(struct pg_backend *b, u64 now, c
 	b->ev.end_ns = 0;
 	b->ev.protocol = DBP_PROTO_SIMPLE;
 	b->ev.flags = 0;
-	b->ev.database = args[PG_ARG_DATABASE];
-	b->ev.text_len = dbp_capture_text(b->ev.text, DBP_TEXT_MAX, args[PG_ARG_TEXT], 0, false,
-					  &b->ev.flags);
-	b->last_text = args[PG_ARG_TEXT];
+	u64 text = dbp_arg(args, PG_ARG_TEXT);
+	if (!b->ev.database)        /* a backend's database is set once, at its start */
+		b->ev.database = dbp_arg(args, PG_ARG_DATABASE);
+	b->ev.text_len = dbp_capture_text(b->ev.text, DBP_TEXT_MAX, text, 0, false, &b->ev.flags);
+	b->last_text = text;
 	b->end_ns = 0;
 	b->active = 1;
 	b->reports = 1;
@@ -156,9 +168,9 @@ static __always_inline void pg_statement_ends(struct pg_backend *b, u64 now, u8 
 #endif
 }
 
-static __always_inline int pg_activity(struct pt_regs *ctx, const u64 *args, u16 hook)
+static __always_inline int pg_activity(struct pt_regs *ctx, const struct dbp_args *args, u16 hook)
 {
-	u64 text = args[PG_ARG_TEXT];
+	u64 text = dbp_arg(args, PG_ARG_TEXT);
 	u32 tid = pg_tid();
 	u64 now = bpf_ktime_get_ns();
 	struct pg_backend *b;
@@ -171,7 +183,7 @@ static __always_inline int pg_activity(struct pt_regs *ctx, const u64 *args, u16
 			pg_statement_ends(b, now, 0);
 		if (!b->end_ns)
 			b->end_ns = now;
-		b->idle_state = args[PG_ARG_STATE];
+		b->idle_state = dbp_arg(args, PG_ARG_STATE);
 #ifdef DBP_WITH_POSTGRESQL_TXN
 		pg_txn_went_idle(b, now, args, hook);
 #endif

@@ -130,9 +130,9 @@ static __always_inline void pg_read_holders(struct dbp_lock_event *ev, u64 lock,
 	ev->holders = used;
 }
 
-static __always_inline int pg_lock_wait_start(struct pt_regs *ctx, const u64 *args, u16 hook)
+static __always_inline int pg_lock_wait_start(struct pt_regs *ctx, const struct dbp_args *args, u16 hook)
 {
-	u64 tag_lo = args[0], tag_hi = args[1];
+	u64 tag_lo = dbp_arg(args, 0), tag_hi = dbp_arg(args, 1);
 	struct pg_backend *b = pg_backend_slot(pg_tid());
 	if (!b)
 		return 0;
@@ -144,9 +144,9 @@ static __always_inline int pg_lock_wait_start(struct pt_regs *ctx, const u64 *ar
 	ev->field3 = (u32)tag_hi;
 	ev->field4 = (u16)(tag_hi >> 32);
 	ev->locktype = (u8)(tag_hi >> 48);
-	ev->mode = args[2];
+	ev->mode = dbp_arg(args, 2);
 	__builtin_memset(ev->holder, 0, sizeof(ev->holder));
-	pg_read_holders(ev, args[3], args[4], args[5]);
+	pg_read_holders(ev, dbp_arg(args, 3), dbp_arg(args, 4), dbp_arg(args, 5));
 	b->waiting = 1;
 	u32 len = b->ev.text_len;
 	if (len > DBP_TEXT_MAX)
@@ -170,24 +170,24 @@ static __always_inline void pg_lock_wait_ended(struct pg_backend *b, u8 flags, u
 	dbp_submit(ev, offsetof(struct dbp_lock_event, holder));
 }
 
-static __always_inline int pg_lock_wait_returned(struct pt_regs *ctx, const u64 *args, u16 hook)
+static __always_inline int pg_lock_wait_returned(struct pt_regs *ctx, const struct dbp_args *args, u16 hook)
 {
 	struct pg_backend *b = pg_backend_of(pg_tid());
 	if (b && b->waiting)        /* PROC_WAIT_STATUS_OK is 0 */
-		pg_lock_wait_ended(b, args[0] ? DBP_LOCK_WAIT_FAILED : 0, 0, hook);
+		pg_lock_wait_ended(b, dbp_arg(args, 0) ? DBP_LOCK_WAIT_FAILED : 0, 0, hook);
 	return 0;
 }
 
 /* An error raised while waiting ends the wait: ProcSleep never returns, the error unwinds it. */
-static __always_inline int pg_lock_error(struct pt_regs *ctx, const u64 *args, u16 hook)
+static __always_inline int pg_lock_error(struct pt_regs *ctx, const struct dbp_args *args, u16 hook)
 {
 	struct pg_backend *b = pg_backend_of(pg_tid());
 	if (b && b->waiting)
-		pg_lock_wait_ended(b, PG_LOCK_WAIT_ERROR, args[0], hook);
+		pg_lock_wait_ended(b, PG_LOCK_WAIT_ERROR, dbp_arg(args, 0), hook);
 	return 0;
 }
 
-static __always_inline int pg_deadlock(struct pt_regs *ctx, const u64 *args, u16 hook)
+static __always_inline int pg_deadlock(struct pt_regs *ctx, const struct dbp_args *args, u16 hook)
 {
 	struct dbp_lock_event *ev = pg_lock_event(DBP_EV_DEADLOCK, hook);
 	if (ev)
@@ -195,20 +195,20 @@ static __always_inline int pg_deadlock(struct pt_regs *ctx, const u64 *args, u16
 	return 0;
 }
 
-static __always_inline int pg_lwlock_wait_start(struct pt_regs *ctx, const u64 *args, u16 hook)
+static __always_inline int pg_lwlock_wait_start(struct pt_regs *ctx, const struct dbp_args *args, u16 hook)
 {
 	u32 tid = (u32)bpf_get_current_pid_tgid();
 	if (!dbp_pid_wanted(pg_tgid()))
 		return 0;
 	struct pg_lwlock_wait wait = {};
 	wait.start_ns = bpf_ktime_get_ns();
-	wait.tranche = args[0];
-	wait.mode = args[1];
+	wait.tranche = dbp_arg(args, 0);
+	wait.mode = dbp_arg(args, 1);
 	pg_lwlock_waits.update(&tid, &wait);
 	return 0;
 }
 
-static __always_inline int pg_lwlock_wait_done(struct pt_regs *ctx, const u64 *args, u16 hook)
+static __always_inline int pg_lwlock_wait_done(struct pt_regs *ctx, const struct dbp_args *args, u16 hook)
 {
 	u32 tid = (u32)bpf_get_current_pid_tgid();
 	struct pg_lwlock_wait *wait = pg_lwlock_waits.lookup(&tid);

@@ -26,7 +26,7 @@ static __always_inline void pg_query_ended(struct pg_backend *b, u64 now, u8 fla
 	dbp_submit(&b->ev, dbp_event_size(&b->ev));
 }
 
-static __always_inline int pg_error(struct pt_regs *ctx, const u64 *args, u16 hook)
+static __always_inline int pg_error(struct pt_regs *ctx, const struct dbp_args *args, u16 hook)
 {
 	struct pg_backend *b = pg_backend_of(pg_tid());
 	if (b && b->active)

@@ -44,10 +44,10 @@ BPF_PERCPU_ARRAY(txn_totals, struct pg_txn_totals, 1);
 BPF_PERCPU_ARRAY(txn_hist, u64, DBP_HIST_SLOTS);
 
 /* The backend's local transaction id, 0 outside a transaction (or when unknown). */
-static __always_inline u32 pg_txn_local_id(const u64 *args)
+static __always_inline u32 pg_txn_local_id(const struct dbp_args *args)
 {
-	u64 proc = args[PG_ARG_PROC];
-	u64 at = args[PG_ARG_LXID_AT];
+	u64 proc = dbp_arg(args, PG_ARG_PROC);
+	u64 at = dbp_arg(args, PG_ARG_LXID_AT);
 	u32 lxid = 0;
 	if (proc && at)
 		bpf_probe_read_user(&lxid, sizeof(lxid), (void *)(proc + at));
@@ -62,14 +62,12 @@ static __always_inline void pg_txn_keep_statement(struct pg_backend *b)
 	if (index >= DBP_TXN_STATEMENTS)
 		return;
 	u32 len = b->ev.text_len;
-	if (len > DBP_TXN_TEXT_MAX)
-		len = DBP_TXN_TEXT_MAX;
-	if (len && bpf_probe_read_kernel(txn->text + index * DBP_TXN_TEXT_MAX, DBP_TXN_TEXT_MAX,
-					 b->ev.text) == 0)
-		txn->text_len[index] = len;
+	/* From the slot's copy, in kernel memory: a plain copy, cheaper than a helper's. */
+	__builtin_memcpy(txn->text + index * DBP_TXN_TEXT_MAX, b->ev.text, DBP_TXN_TEXT_MAX);
+	txn->text_len[index] = len < DBP_TXN_TEXT_MAX ? len : DBP_TXN_TEXT_MAX;
 }
 
-static __always_inline void pg_txn_statement_began(struct pg_backend *b, u64 now, const u64 *args)
+static __always_inline void pg_txn_statement_began(struct pg_backend *b, u64 now, const struct dbp_args *args)
 {
 	struct pg_txn *txn = &b->txn;
 
@@ -93,7 +91,6 @@ static __always_inline void pg_txn_statement_began(struct pg_backend *b, u64 now
 	txn->idle_since = 0;
 	txn->idle_ns = 0;
 	txn->lxid = lxid;
-	txn->backend_id = args[PG_ARG_BACKEND];
 	txn->statements = 0;
 	txn->aborting = 0;
 #pragma unroll
@@ -102,7 +99,8 @@ static __always_inline void pg_txn_statement_began(struct pg_backend *b, u64 now
 	pg_txn_keep_statement(b);
 }
 
-static __always_inline void pg_txn_emit(struct pg_txn *txn, u64 now, u8 outcome, u16 hook)
+static __always_inline void pg_txn_emit(struct pg_txn *txn, u64 now, u8 outcome,
+				       const struct dbp_args *args, u16 hook)
 {
 	u32 zero = 0;
 	struct dbp_txn_event *ev = txn_scratch.lookup(&zero);
@@ -112,7 +110,7 @@ static __always_inline void pg_txn_emit(struct pg_txn *txn, u64 now, u8 outcome,
 	ev->start_ns = txn->start_ns;
 	ev->end_ns = now;
 	ev->idle_ns = txn->idle_ns;
-	ev->backend_id = txn->backend_id;
+	ev->backend_id = dbp_arg(args, PG_ARG_BACKEND);   /* the same for the backend's life */
 	ev->lxid = txn->lxid;
 	ev->statements = txn->statements;
 	ev->outcome = outcome;
@@ -123,7 +121,8 @@ static __always_inline void pg_txn_emit(struct pg_txn *txn, u64 now, u8 outcome,
 	dbp_submit(ev, sizeof(*ev));
 }
 
-static __always_inline void pg_txn_finish(struct pg_txn *txn, u64 now, u8 outcome, u16 hook)
+static __always_inline void pg_txn_finish(struct pg_txn *txn, u64 now, u8 outcome,
+					 const struct dbp_args *args, u16 hook)
 {
 	u64 duration = now - txn->start_ns;
 	u32 zero = 0;
@@ -140,15 +139,15 @@ static __always_inline void pg_txn_finish(struct pg_txn *txn, u64 now, u8 outcom
 	if (count)
 		*count += 1;
 	if (duration >= DBP_TXN_THRESHOLD_NS)
-		pg_txn_emit(txn, now, outcome, hook);
+		pg_txn_emit(txn, now, outcome, args, hook);
 	txn->start_ns = 0;
 }
 
-static __always_inline void pg_txn_went_idle(struct pg_backend *b, u64 now, const u64 *args,
+static __always_inline void pg_txn_went_idle(struct pg_backend *b, u64 now, const struct dbp_args *args,
 					     u16 hook)
 {
 	struct pg_txn *txn = &b->txn;
-	u32 state = args[PG_ARG_STATE];
+	u32 state = dbp_arg(args, PG_ARG_STATE);
 
 	if (!txn->start_ns)
 		return;
@@ -160,10 +159,10 @@ static __always_inline void pg_txn_went_idle(struct pg_backend *b, u64 now, cons
 	}
 	if (state == PG_STATE_IDLE || state == PG_STATE_IDLE_IN_FAILED_TRANSACTION)
 		pg_txn_finish(txn, now, txn->aborting || state != PG_STATE_IDLE ? DBP_TXN_ABORT
-						: DBP_TXN_COMMIT, hook);
+						: DBP_TXN_COMMIT, args, hook);
 }
 
-static __always_inline int pg_txn_abort(struct pt_regs *ctx, const u64 *args, u16 hook)
+static __always_inline int pg_txn_abort(struct pt_regs *ctx, const struct dbp_args *args, u16 hook)
 {
 	struct pg_backend *b = pg_backend_of(pg_tid());
 	if (b && b->txn.start_ns)

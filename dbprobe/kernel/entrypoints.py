@@ -1,9 +1,12 @@
 """Generated entry points: read each probe site's arguments once, then call its handlers.
 
 The handlers live in the hand-written programs under ``probes/`` and take the arguments
-as an array of u64. Where the arguments are depends on the site: a USDT note says
-``8@%rbx`` for one build and ``8@-144(%rbp)`` for another, and a uprobe recipe says where a
-function's arguments are. This module turns those argument specs into entry functions.
+as a struct dbp_args (probes/args.h): registers and constants as their values, arguments
+in memory as an address and a size, read only if the handler asks (a read of user memory
+costs more than the rest of an entry). Where the arguments are depends on the site: a
+USDT note says ``8@%rbx`` for one build and ``8@-144(%rbp)`` for another, and a uprobe
+recipe says where a function's arguments are. This module turns those argument specs into
+entry functions.
 
 Several families may hook the same place (every PostgreSQL family reads the backend's
 activity reports), and one BPF program runs there for all of them: the entry function of
@@ -26,7 +29,7 @@ from typing import Sequence
 from dbprobe.binary.argspec import ArgSpec
 from dbprobe.recipes.bind import ProbeSite
 
-MAX_ARGS = 8  # DBP_MAX_ARGS in probes/dbprobe.h
+MAX_ARGS = 8  # DBP_MAX_ARGS in probes/args.h
 
 _UNSAFE_IN_COMMENT = re.compile(r"[^A-Za-z0-9 _.,:;/@%$()+=#-]")
 
@@ -129,12 +132,12 @@ def _entry_point(program: HookProgram) -> str:
     for number, call in enumerate(program.calls):
         if len(call.args) > MAX_ARGS:
             raise ValueError(f"{site.label}: more than {MAX_ARGS} arguments")
-        array = f"args{number}"
-        body.append(f"\tu64 {array}[DBP_MAX_ARGS] = {{}};")
-        body += [f"\t{argument_read(index, spec, site.address, globals_at, array)}"
+        name = f"args{number}"
+        body.append(f"\tstruct dbp_args {name} = {{}};")
+        body += [f"\t{argument_read(index, spec, site.address, globals_at, name)}"
                  f"  /* {comment_text(spec.text)} */"
                  for index, spec in enumerate(call.args)]
-        body.append(f"\t{call.handler}(ctx, {array}, {program.hook_id});")
+        body.append(f"\t{call.handler}(ctx, &{name}, {program.hook_id});")
     labels = ", ".join(sorted({comment_text(s.label) for s in program.sites}))
     return "\n".join([
         f"/* {labels} in {comment_text(program.binary)} ({program.mechanism}) */",
@@ -154,14 +157,14 @@ def comment_text(text: str) -> str:
 
 
 def argument_read(index: int, spec: ArgSpec, site_address: int, globals_at: dict[str, int],
-                  array: str = "args") -> str:
-    """C statements that store argument `spec` as a u64 in array[index]."""
-    ctype = _c_type(spec)
-    target = f"{array}[{index}]"
+                  args: str = "args") -> str:
+    """C statements that put argument `spec` in the struct dbp_args `args` at `index`: its
+    value (a register, a constant), or where it is in memory and how to read it."""
+    value = f"{args}.value[{index}]"
     if spec.kind == "const":
-        return f"{target} = (u64)({ctype}){int(spec.value)}LL;"
+        return f"{value} = (u64)({_c_type(spec)}){int(spec.value)}LL;"
     if spec.kind == "reg":
-        return f"{target} = {_widen(spec, f'ctx->{spec.reg}')};"
+        return f"{value} = {_widen(spec, f'ctx->{spec.reg}')};"
     if spec.kind == "mem":
         address = f"ctx->{spec.reg} + ({int(spec.offset)})"
     elif spec.kind == "symbol":
@@ -170,8 +173,8 @@ def argument_read(index: int, spec: ArgSpec, site_address: int, globals_at: dict
                    f" + ({int(spec.offset)})")
     else:
         raise ValueError(f"unknown argument kind {spec.kind!r} in {comment_text(spec.text)}")
-    return (f"{{ {ctype} v = 0; bpf_probe_read_user(&v, sizeof(v), (void *)({address}));"
-            f" {target} = {_widen(spec, 'v')}; }}")
+    sign = f" {args}.sign |= 1 << {index};" if spec.signed and spec.size < 8 else ""
+    return f"{value} = {address}; {args}.size[{index}] = {int(spec.size)};{sign}"
 
 
 def _c_type(spec: ArgSpec) -> str:

@@ -46,9 +46,10 @@ def read(text: str, index: int = 0) -> str:
     return argument_read(index, spec, SITE_ADDRESS, globals_at)
 
 
-def memory_read(ctype: str, address: str, widened: str, index: int = 0) -> str:
-    return (f"{{ {ctype} v = 0; bpf_probe_read_user(&v, sizeof(v), (void *)({address}));"
-            f" args[{index}] = {widened}; }}")
+def memory_read(size: int, address: str, index: int = 0, signed: bool = False) -> str:
+    """An argument in memory: its address and size, read when the handler asks for it."""
+    sign = f" args.sign |= 1 << {index};" if signed else ""
+    return f"args.value[{index}] = {address}; args.size[{index}] = {size};{sign}"
 
 
 # --- the C text of each kind of argument ----------------------------------------------------
@@ -58,33 +59,33 @@ def memory_read(ctype: str, address: str, widened: str, index: int = 0) -> str:
     ("spec", "index", "expected"),
     [
         # Registers: 8 bytes as they are; narrower ones truncated, then sign-extended if signed.
-        ("8@%rsi", 0, "args[0] = (u64)ctx->si;"),
-        ("-8@%rbx", 0, "args[0] = (u64)ctx->bx;"),
-        ("-4@%edi", 1, "args[1] = (u64)(s64)(s32)ctx->di;"),
-        ("4@%eax", 2, "args[2] = (u64)(u32)ctx->ax;"),
-        ("-2@%r8w", 3, "args[3] = (u64)(s64)(s16)ctx->r8;"),
-        ("2@%si", 4, "args[4] = (u64)(u16)ctx->si;"),
-        ("-1@%dil", 5, "args[5] = (u64)(s64)(s8)ctx->di;"),
-        ("1@%al", 0, "args[0] = (u64)(u8)ctx->ax;"),
-        ("%rdx", 0, "args[0] = (u64)ctx->dx;"),  # no size: 8 bytes unsigned
+        ("8@%rsi", 0, "args.value[0] = (u64)ctx->si;"),
+        ("-8@%rbx", 0, "args.value[0] = (u64)ctx->bx;"),
+        ("-4@%edi", 1, "args.value[1] = (u64)(s64)(s32)ctx->di;"),
+        ("4@%eax", 2, "args.value[2] = (u64)(u32)ctx->ax;"),
+        ("-2@%r8w", 3, "args.value[3] = (u64)(s64)(s16)ctx->r8;"),
+        ("2@%si", 4, "args.value[4] = (u64)(u16)ctx->si;"),
+        ("-1@%dil", 5, "args.value[5] = (u64)(s64)(s8)ctx->di;"),
+        ("1@%al", 0, "args.value[0] = (u64)(u8)ctx->ax;"),
+        ("%rdx", 0, "args.value[0] = (u64)ctx->dx;"),  # no size: 8 bytes unsigned
         # Memory at a register plus a displacement.
-        ("4@32(%r8)", 0, memory_read("u32", "ctx->r8 + (32)", "(u64)(u32)v")),
-        ("-8@-144(%rbp)", 1, memory_read("s64", "ctx->bp + (-144)", "(u64)v", 1)),
-        ("-2@12(%rdi)", 0, memory_read("s16", "ctx->di + (12)", "(u64)(s64)(s16)v")),
-        ("1@(%rax)", 0, memory_read("u8", "ctx->ax + (0)", "(u64)(u8)v")),
-        ("8@0x10(%r13)", 0, memory_read("u64", "ctx->r13 + (16)", "(u64)v")),
+        ("4@32(%r8)", 0, memory_read(4, "ctx->r8 + (32)")),
+        ("-8@-144(%rbp)", 1, memory_read(8, "ctx->bp + (-144)", 1)),
+        ("-2@12(%rdi)", 0, memory_read(2, "ctx->di + (12)", signed=True)),
+        ("1@(%rax)", 0, memory_read(1, "ctx->ax + (0)")),
+        ("8@0x10(%r13)", 0, memory_read(8, "ctx->r13 + (16)")),
         # Constants.
-        ("-4@$42", 0, "args[0] = (u64)(s32)42LL;"),
-        ("-4@$-7", 1, "args[1] = (u64)(s32)-7LL;"),
-        ("4@$-1", 0, "args[0] = (u64)(u32)-1LL;"),
-        ("8@$0x10", 0, "args[0] = (u64)(u64)16LL;"),
+        ("-4@$42", 0, "args.value[0] = (u64)(s32)42LL;"),
+        ("-4@$-7", 1, "args.value[1] = (u64)(s32)-7LL;"),
+        ("4@$-1", 0, "args.value[0] = (u64)(u32)-1LL;"),
+        ("8@$0x10", 0, "args.value[0] = (u64)(u64)16LL;"),
         # Globals: the site's runtime address minus its file address is the load bias.
         ("-4@request_count(%rip)", 0,
-         memory_read("s32", "ctx->ip - 0x1230ULL + 0x4040ULL + (0)", "(u64)(s64)(s32)v")),
+         memory_read(4, "ctx->ip - 0x1230ULL + 0x4040ULL + (0)", signed=True)),
         ("-4@8+statistics(%rip)", 0,
-         memory_read("s32", "ctx->ip - 0x1230ULL + 0x4040ULL + (8)", "(u64)(s64)(s32)v")),
+         memory_read(4, "ctx->ip - 0x1230ULL + 0x4040ULL + (8)", signed=True)),
         ("2@counter-2(%rip)", 0,
-         memory_read("u16", "ctx->ip - 0x1230ULL + 0x4040ULL + (-2)", "(u64)(u16)v")),
+         memory_read(2, "ctx->ip - 0x1230ULL + 0x4040ULL + (-2)")),
     ],
 )
 def test_argument_read_text(spec: str, index: int, expected: str) -> None:
@@ -98,7 +99,7 @@ def test_unknown_argument_kind_is_refused() -> None:
 
 
 def test_max_args_is_the_header_constant() -> None:
-    header = (probes_dir() / "dbprobe.h").read_text()
+    header = (probes_dir() / "args.h").read_text()
     assert re.search(rf"#define\s+DBP_MAX_ARGS\s+{MAX_ARGS}\b", header)
 
 
@@ -117,12 +118,15 @@ MEMORY_BASE = 128  # "mem" reads: every register points here
 GLOBAL_AT = 64  # "symbol" reads: the global lives here
 
 HARNESS_PRELUDE = f"""
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 typedef uint8_t u8; typedef uint16_t u16; typedef uint32_t u32; typedef uint64_t u64;
 typedef int8_t s8; typedef int16_t s16; typedef int32_t s32; typedef int64_t s64;
-#define DBP_MAX_ARGS {MAX_ARGS}
+#ifndef __always_inline
+#define __always_inline inline __attribute__((always_inline))
+#endif
 struct pt_regs {{ u64 {", ".join(REGISTERS)}; }};
 static unsigned char memory[{MEMORY_SIZE}];
 static inline long bpf_probe_read_user(void *dst, u32 size, const void *src)
@@ -130,7 +134,7 @@ static inline long bpf_probe_read_user(void *dst, u32 size, const void *src)
 	memcpy(dst, src, size);
 	return 0;
 }}
-"""
+""" + (probes_dir() / "args.h").read_text()  # struct dbp_args and dbp_arg(), as the programs have them
 
 MEMORY_FILL = f"for (int i = 0; i < {MEMORY_SIZE}; i++) memory[i] = (unsigned char)(i * 37 + 11);"
 
@@ -196,10 +200,10 @@ def test_generated_reads_compute_the_argument_values(tmp_path: Path) -> None:
         globals_at = {spec.symbol: GLOBAL_ADDRESS} if spec.symbol else {}
         cases.append(
             f"static u64 case_{number}(void)\n{{\n"
-            f"\tstruct pt_regs regs = {{0}}, *ctx = &regs;\n\tu64 args[DBP_MAX_ARGS] = {{0}};\n"
+            f"\tstruct pt_regs regs = {{0}}, *ctx = &regs;\n\tstruct dbp_args args = {{0}};\n"
             f"\t{register_setup(spec.kind)}\n"
             f"\t{argument_read(number % MAX_ARGS, spec, SITE_ADDRESS, globals_at)}\n"
-            f"\treturn args[{number % MAX_ARGS}];\n}}\n"
+            f"\treturn dbp_arg(&args, {number % MAX_ARGS});\n}}\n"
         )
     calls = "\n".join(f'\tprintf("%llu\\n", (unsigned long long)case_{n}());'
                       for n in range(len(specs)))
@@ -213,9 +217,10 @@ def test_generated_reads_compute_the_argument_values(tmp_path: Path) -> None:
 def handler_stub(name: str) -> str:
     """A handler that prints its hook id and every argument it received."""
     return (
-        f"static inline int {name}(struct pt_regs *ctx, const u64 *args, u16 hook)\n{{\n"
+        f"static inline int {name}(struct pt_regs *ctx, const struct dbp_args *args, u16 hook)\n{{\n"
         f'\t(void)ctx;\n\tprintf("{name} %u", (unsigned)hook);\n'
-        f'\tfor (int i = 0; i < DBP_MAX_ARGS; i++) printf(" %llu", (unsigned long long)args[i]);\n'
+        f'\tfor (int i = 0; i < DBP_MAX_ARGS; i++)\n'
+        f'\t\tprintf(" %llu", (unsigned long long)dbp_arg(args, i));\n'
         f'\tprintf("\\n");\n\treturn 0;\n}}\n'
     )
 
@@ -393,10 +398,10 @@ def test_entry_points_source_has_one_function_per_group() -> None:
     source = entry_points_source(programs)
     definitions = re.findall(r"^int (\w+)\(struct pt_regs \*ctx\)$", source, re.MULTILINE)
     assert definitions == ["dbp_hook_0", "dbp_hook_1", "dbp_hook_2"]
-    calls = re.findall(r"\t(\w+)\(ctx, args0, (\d+)\);", source)
+    calls = re.findall(r"\t(\w+)\(ctx, &args0, (\d+)\);", source)
     assert calls == [("pg_simple_start", "0"), ("pg_portal_start", "1"), ("pg_error", "2")]
-    assert source.count("u64 args0[DBP_MAX_ARGS] = {};") == 3
-    assert "args0[0] = (u64)ctx->bx;  /* 8@%rbx */" in source
+    assert source.count("struct dbp_args args0 = {};") == 3
+    assert "args0.value[0] = (u64)ctx->bx;  /* 8@%rbx */" in source
     assert "/* postgresql:query__execute__start in /srv/pg/bin/postgres (usdt) */" in source
     assert "/* AbortCurrentTransaction in /srv/pg/bin/postgres (uprobe) */" in source
 
@@ -407,10 +412,10 @@ def test_one_entry_function_exactly() -> None:
         "/* demo:p in /srv/pg/bin/postgres (usdt) */\n"
         "int dbp_hook_0(struct pt_regs *ctx)\n"
         "{\n"
-        "\tu64 args0[DBP_MAX_ARGS] = {};\n"
-        "\targs0[0] = (u64)ctx->si;  /* 8@%rsi */\n"
-        "\targs0[1] = (u64)(s64)(s32)ctx->di;  /* -4@%edi */\n"
-        "\th(ctx, args0, 0);\n"
+        "\tstruct dbp_args args0 = {};\n"
+        "\targs0.value[0] = (u64)ctx->si;  /* 8@%rsi */\n"
+        "\targs0.value[1] = (u64)(s64)(s32)ctx->di;  /* -4@%edi */\n"
+        "\th(ctx, &args0, 0);\n"
         "\treturn 0;\n"
         "}\n"
     )

@@ -230,7 +230,7 @@ def test_constants_match_the_header() -> None:
     assert constant("DBP_QF_NO_TEXT") == events.QF_NO_TEXT
     assert [constant(f"DBP_PROTO_{name.upper()}") for name in PROTOCOLS] == [0, 1, 2]
     assert constant("DBP_PROTOCOLS") == len(PROTOCOLS)
-    assert constant("DBP_MAX_ARGS") == MAX_ARGS
+    assert c_constant("args.h", "DBP_MAX_ARGS") == MAX_ARGS
     assert constant("DBP_RINGBUF_PAGES") * PAGE_SIZE == DEFAULT_RINGBUF_BYTES
 
 

@@ -23,7 +23,7 @@ from dbprobe.recipes.load import (
 
 HANDLER_SIGNATURE = (
     r"static\s+__always_inline\s+int\s+{name}\s*\(\s*struct\s+pt_regs\s*\*\s*ctx\s*,"
-    r"\s*const\s+u64\s*\*\s*args\s*,\s*u16\s+hook\s*\)"
+    r"\s*const\s+struct\s+dbp_args\s*\*\s*args\s*,\s*u16\s+hook\s*\)"
 )
 DBP_MAX_ARGS = re.compile(r"#define\s+DBP_MAX_ARGS\s+(\d+)")
 
@@ -64,26 +64,27 @@ def test_every_handler_exists_in_the_family_source(database: str) -> None:
         ]
         assert missing == [], (
             f"{database}.toml family {family.name}: no "
-            "'static __always_inline int <handler>(struct pt_regs *ctx, const u64 *args, "
+            "'static __always_inline int <handler>(struct pt_regs *ctx, const struct dbp_args *args, "
             f"u16 hook)' in {family.source.name} for {missing}"
         )
 
 
 def test_the_signature_check_rejects_a_near_miss() -> None:
     near_misses = [
-        "static __always_inline int pg_activity(struct pt_regs *ctx, u64 *args, u16 hook)",
-        "static __always_inline void pg_activity(struct pt_regs *ctx, const u64 *args, u16 hook)",
-        "static __always_inline int pg_activity_x(struct pt_regs *ctx, const u64 *args, u16 hook)",
+        "static __always_inline int pg_activity(struct pt_regs *ctx, struct dbp_args *args, u16 hook)",
+        "static __always_inline void pg_activity(struct pt_regs *ctx, const struct dbp_args *args, u16 hook)",
+        "static __always_inline int pg_activity_x(struct pt_regs *ctx, const struct dbp_args *args, u16 hook)",
+        "static __always_inline int pg_activity(struct pt_regs *ctx, const u64 *args, u16 hook)",
     ]
     pattern = HANDLER_SIGNATURE.format(name="pg_activity")
     assert re.search(pattern, "static __always_inline int pg_activity(struct pt_regs *ctx, "
-                              "const u64 *args, u16 hook)")
+                              "const struct dbp_args *args, u16 hook)")
     assert [text for text in near_misses if re.search(pattern, text)] == []
 
 
 @pytest.mark.parametrize("database", available_databases())
 def test_hooks_read_no_more_arguments_than_handlers_receive(database: str) -> None:
-    header = (probes_dir() / "dbprobe.h").read_text()
+    header = (probes_dir() / "args.h").read_text()
     (max_args,) = DBP_MAX_ARGS.findall(header)
     for family in load_recipe(database).families.values():
         for variant in family.variants:
