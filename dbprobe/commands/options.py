@@ -69,7 +69,7 @@ MAX_RINGBUF_BYTES = 1 << 30
 def ring_buffer_bytes(text: str) -> int:
     """A ring buffer size: 64M, 512K, 1G; a plain number is MiB."""
     number, unit = text.strip().rstrip("iBb").upper(), ""
-    if number[-1:] in _SIZE_UNITS:
+    if number[-1:] in _SIZE_UNITS.keys() - {""}:
         number, unit = number[:-1], number[-1]
     if not number.isdigit():
         raise argparse.ArgumentTypeError(f"{text!r} is not a size such as 16M")

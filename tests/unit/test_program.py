@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 from dbprobe.binary.argspec import parse_argspec
 from dbprobe.recipes.bind import FamilyPlan, ProbeSite
+from dbprobe.commands.options import ring_buffer_bytes
 from dbprobe.kernel.program import Parameters, build_program, expand_includes
 from dbprobe.recipes.load import load_recipe
 
@@ -168,3 +170,16 @@ def test_every_family_source_is_announced_to_the_others() -> None:
     # The families' shared activity and slot appear once.
     assert program.source.count("#define DBPROBE_POSTGRESQL_H") == 1
     assert program.source.count("static __always_inline int pg_activity(") == 1
+
+
+@pytest.mark.parametrize(("text", "size"), [("4K", 4096), ("16M", 16 << 20), ("16MiB", 16 << 20),
+                                            ("1G", 1 << 30), ("64", 64 << 20), ("8m", 8 << 20)])
+def test_ring_buffer_sizes_as_the_option_takes_them(text: str, size: int) -> None:
+    assert ring_buffer_bytes(text) == size
+    assert Parameters(ringbuf_bytes=size).ringbuf_bytes == size
+
+
+@pytest.mark.parametrize("text", ["3M", "2K", "2G", "0", "-8M", "lots", "", "1.5M"])
+def test_ring_buffer_sizes_that_are_refused(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match="not a"):
+        ring_buffer_bytes(text)
