@@ -14,6 +14,7 @@ import pytest
 from dbprobe.kernel.attach import Attachment
 from dbprobe.kernel.entrypoints import group_sites
 from dbprobe.binary.elf import ElfBinary
+from dbprobe.demo.server import installed_postgres_bindir
 from dbprobe.errors import DbprobeError
 from dbprobe.recipes.bind import plan_family
 from dbprobe.kernel.program import Parameters, build_program
@@ -137,3 +138,15 @@ def _run_in_new_pid_namespace(*args: str) -> Finished:
         ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-m", "dbprobe", *args],
         capture_output=True, text=True, timeout=60, cwd=REPOSITORY)
     return Finished(completed.returncode, completed.stdout, completed.stderr)
+
+
+def test_a_binary_path_is_never_code(tmp_path, require_root_bpf):
+    # A container chooses its own paths: a directory named x* once closed a C comment in
+    # the generated program ("unknown type name 'bin'").
+    hostile = tmp_path / "x*" / "bin"
+    hostile.mkdir(parents=True)
+    binary = hostile / "postgres"
+    shutil.copy2(installed_postgres_bindir() / "postgres", binary)
+    finished = run_dbprobe("slow", "--binary", str(binary), "--duration", "1")
+    assert finished.returncode == 0, finished.stderr
+    assert "probes attached" in finished.stderr and "Traceback" not in finished.stderr

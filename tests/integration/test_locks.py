@@ -183,17 +183,19 @@ def test_a_waiter_that_gave_up_is_not_named_as_a_later_waiters_blocker(cluster, 
         waiter_pid = waiter.execute("select pg_backend_pid()").fetchone()[0]
         run = _trace_locks(server)
         holder.execute("begin")
-        holder.execute(f"update {table} set balance = 5 where id = 5")
-        # The quitter gives up on the row but stays in its transaction.
+        holder.execute(f"select count(*) from {table}")  # AccessShareLock, held
+        # The quitter asks for the table exclusively, gives up, and stays in its transaction.
         quitter.execute("begin")
         quitter.execute("set local lock_timeout = '100ms'")
         quitter.execute("savepoint before_wait")
-        _in_background(quitter, f"update {table} set balance = 6 where id = 5").join(10)
+        _in_background(quitter, f"lock table {table} in access exclusive mode").join(10)
         quitter.execute("rollback to savepoint before_wait")
-        queued = _in_background(waiter, f"update {table} set balance = 7 where id = 5")
+        waiter.execute("begin")
+        queued = _in_background(waiter, f"lock table {table} in access exclusive mode")
         time.sleep(0.4)
         holder.execute("commit")
         queued.join(10)
+        waiter.execute("commit")
         quitter.execute("rollback")
         time.sleep(0.3)
         finished = run.stop()
