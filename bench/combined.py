@@ -10,20 +10,20 @@ from __future__ import annotations
 
 import sys
 
-from dbprobe.commands.locks import LockReport
-from dbprobe.commands.options import OutputOptions
-from dbprobe.commands.slow import SlowQueryReport
-from dbprobe.commands.txn import TxnReport
 from dbprobe.errors import DbprobeError
 from dbprobe.kernel.trace import TraceRequest
+from dbprobe.render.output import Output
+from dbprobe.reports.locks import LockReport
+from dbprobe.reports.queries import SlowQueryReport
 from dbprobe.reports.runner import trace_reports
+from dbprobe.reports.txns import TxnReport
 
 SLOW_THRESHOLD_NS = 100_000_000
 TXN_THRESHOLD_NS = 100_000_000
 
 
 def main(pid: int) -> int:
-    output = OutputOptions(json=True, show_literals=False, width=None)
+    output = Output(json=True, show_literals=False, width=None)
     reports = [SlowQueryReport(output, SLOW_THRESHOLD_NS), LockReport(output, 0),
                TxnReport(output, TXN_THRESHOLD_NS)]
     request = TraceRequest(families=("query", "locks", "txn"), databases=("postgresql",), pid=pid,

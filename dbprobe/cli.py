@@ -11,6 +11,7 @@ from typing import Sequence
 
 from dbprobe import __version__
 from dbprobe.errors import DbprobeError
+from dbprobe.render.output import OutputFailed, flush_stdout, require_stdout
 
 # command name -> (module under dbprobe.commands, one-line help)
 COMMANDS = {
@@ -28,6 +29,27 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:
         self.exit(2, f"dbprobe: error: {message} (see {self.prog} --help)\n")
+
+    def parse_args(self, args=None, namespace=None):
+        arguments = sys.argv[1:] if args is None else list(args)
+        unknown = _unknown_option_before_command(arguments)
+        if unknown is not None:
+            self.error(f"unknown option {unknown}")
+        return super().parse_args(arguments, namespace)
+
+
+_TOP_LEVEL_OPTIONS = ("-h", "--help", "--version")
+
+
+def _unknown_option_before_command(arguments: Sequence[str]) -> str | None:
+    """An option given before any command that dbprobe itself does not know: argparse would
+    only say that a command is missing."""
+    for argument in arguments:
+        if not argument.startswith("-"):
+            return None
+        if argument not in _TOP_LEVEL_OPTIONS:
+            return argument
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,21 +73,37 @@ def _interrupt(_signal, _frame) -> None:
     raise KeyboardInterrupt
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    # SIGTERM and SIGHUP unwind like Ctrl-C, so every cleanup runs; while tracing, the
-    # trace takes them over to stop cleanly with a digest.
+def _unwind_on_signals() -> None:
+    """SIGTERM and SIGHUP unwind like Ctrl-C, so every cleanup runs; while tracing, the trace
+    takes them over to stop cleanly with a digest. An ignored signal stays ignored (nohup)."""
     for number in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(number, _interrupt)
+        if signal.getsignal(number) is not signal.SIG_IGN:
+            signal.signal(number, _interrupt)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     try:
-        return args.run(args)
+        _unwind_on_signals()
+        args = build_parser().parse_args(argv)
+        require_stdout()
+        status = args.run(args)
+        flush_stdout()
+        return status
     except DbprobeError as error:
         print(f"dbprobe: error: {error}", file=sys.stderr)
+        if isinstance(error, OutputFailed):
+            _discard_stdout()
         return error.exit_status
     except BrokenPipeError:
         # The reader went away (dbprobe ... | head): stop quietly, probes already detached.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _discard_stdout()
         return 0
     except KeyboardInterrupt:
         return 130
+
+
+def _discard_stdout() -> None:
+    """What is still buffered for a stdout that fails goes nowhere, so that the interpreter's
+    last flush at exit does not fail a second time with a traceback."""
+    if sys.stdout is not None:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from dbprobe.correlate.fingerprint import Fingerprint
-from dbprobe.engines.mysql.locks import ServerLockTarget
-from dbprobe.engines.postgresql.locks import LockTarget
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,6 +15,30 @@ class Source:
     db: str  # "postgresql" | "mariadb" | "mysql"
     binary: str
     mechanism: str  # "usdt" | "uprobe"
+
+
+class LockTarget(Protocol):
+    """What a lock wait is for, as its engine decoded it (``dbprobe.engines.*.locks``)."""
+
+    @property
+    def locktype(self) -> str: ...  # "relation", "tuple", "row lock", "metadata lock"...
+
+    # What a wait names where its server says so (PostgreSQL's lock tags); None otherwise.
+    @property
+    def database(self) -> int | None: ...  # OID
+
+    @property
+    def relation(self) -> int | None: ...  # OID
+
+    @property
+    def transaction(self) -> int | None: ...  # xid
+
+    @property
+    def group_key(self) -> tuple:
+        """Waits with the same key are on the same object, for the digest."""
+
+    def describe(self, relation_name: str | None = None, database_name: str | None = None) -> str:
+        """A readable name, with catalog names where known."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +93,7 @@ class LockWait:
     tid: int
     db: str
     database: str | None
-    target: LockTarget | ServerLockTarget  # PostgreSQL's decoded tag; MySQL's kind of lock
+    target: LockTarget  # PostgreSQL's decoded tag; MySQL's kind of lock
     target_name: str  # readable, with catalog names where known
     mode: str
     start: float  # wall clock

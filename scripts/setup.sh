@@ -93,13 +93,17 @@ step_packages() {
     # postgresql is the distribution's default version (postgresql-15 on Debian 12);
     # pgbench comes with the server, postgresql-contrib brings the contrib modules.
     # docker.io, docker-compose and debootstrap serve the compose demo's test, which starts
-    # its own dockerd and builds its base image from the Debian mirror.
+    # its own dockerd and builds its base image from the Debian mirror; debootstrap and
+    # util-linux's unshare also serve the MySQL tests, whose server (Debian unstable's) runs
+    # in a bootstrapped root of its own, in its own namespaces. libc6-dbg is the installed
+    # separate debug file the DWARF reader is tested on.
     local wanted=(
         python3-bpfcc bpfcc-tools libbpfcc bpftrace
         python3-venv python3-pip
         postgresql postgresql-contrib
         mariadb-server mariadb-client
         systemtap-sdt-dev binutils gcc g++ libc6-dev make
+        libc6-dbg
         docker.io docker-compose debootstrap util-linux
     )
     local missing

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from dbprobe.demo.server import ThrowawayMariaDB, ThrowawayPostgres, make_usdt_less_copy
+from dbprobe.demo.server import ThrowawayPostgres
+from tests.support.mariadb import ThrowawayMariaDB
+from tests.support.pgcopy import make_usdt_less_copy
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"
 ROOT_BPF_REASON = "needs root and BPF (CI runs as root)"
@@ -24,13 +26,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _no_tracer_outlives_its_test() -> Iterator[None]:
-    """A test that fails before stopping its dbprobe must not leave it attached, and no run
-    leaves a uprobe entry in tracefs."""
+def _no_tracer_outlives_its_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that fails before stopping its dbprobe must not leave it attached, and no
+    integration test may leave a uprobe event of dbprobe's defined in tracefs."""
     yield
-    from tests.support.tracing import kill_leftover_runs
+    from tests.support.tracing import kill_leftover_runs, uprobe_events_left
 
-    assert kill_leftover_runs() == [], "dbprobe left uprobe entries in tracefs"
+    kill_leftover_runs()
+    if INTEGRATION_DIR in request.path.parents:
+        left = uprobe_events_left()
+        assert not left, "uprobe events left in tracefs:\n" + "\n".join(left)
 
 
 @pytest.fixture
@@ -66,4 +71,29 @@ def pg_server_no_usdt(usdt_less_postgres_bindir: Path) -> Iterator[ThrowawayPost
 @pytest.fixture(scope="session")
 def mariadb_server() -> Iterator[ThrowawayMariaDB]:
     with ThrowawayMariaDB() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def mysql_rootfs_cached(request: pytest.FixtureRequest):
+    """Debian unstable's root file system with Oracle's MySQL server, from the day's cache."""
+    if os.geteuid() != 0:
+        pytest.skip(ROOT_BPF_REASON)
+    from tests.support.contained_mysql import mysql_rootfs
+
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+
+    def progress(message: str) -> None:
+        if reporter is not None:
+            reporter.write_line(f"[{message}]")
+
+    return mysql_rootfs(progress)
+
+
+@pytest.fixture(scope="session")
+def contained_mysql(mysql_rootfs_cached):
+    """A real Oracle MySQL server run as in a container: own pid and mount namespaces, chroot."""
+    from tests.support.contained_mysql import ContainedMySQL
+
+    with ContainedMySQL(mysql_rootfs_cached) as server:
         yield server

@@ -1,21 +1,22 @@
-"""Argument specs of SystemTap SDT probes on x86-64, and of uprobe recipes.
+"""Argument specs: where one probe argument lives and how wide it is.
 
-A USDT probe's note describes each argument as ``SIZE@OPERAND``, the operand
-in AT&T assembler syntax as the compiler chose it: ``-4@%r13d`` (a signed int
-in r13), ``8@60(%rax)`` (8 bytes at rax+60), ``-4@$1`` (the constant 1),
-``-4@40+CheckpointStats(%rip)`` (a global's field). Recipes use the same
-syntax to say where a function argument lives (``8@%rsi``, ``4@8(%rsi)``).
-
-Registers are named as the fields of BCC's ``struct pt_regs`` on x86-64
-(``ax``, ``r13``, ``ip``...): a sub-register such as ``%r13d`` or ``%dil``
-names the same field, and the width to read comes from the ``SIZE@`` prefix.
+A USDT probe's note describes each argument as ``SIZE@OPERAND``, the operand in the
+syntax of the binary's architecture, as the compiler chose it: on x86-64 ``-4@%r13d``
+(a signed int in r13), ``8@60(%rax)`` (8 bytes at rax+60), ``-4@$1`` (the constant 1),
+``-4@40+CheckpointStats(%rip)`` (a global's field). The size prefix is common to every
+architecture and decoded here; the operand is decoded by the architecture's module
+(dbprobe/binary/arch/). Recipes say the same without naming registers
+(dbprobe/binary/recipe_args.py), and resolve to the same ArgSpec.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import partial
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dbprobe.binary.arch import Architecture
 
 ARG_SIZES = (1, 2, 4, 8)
 
@@ -24,40 +25,7 @@ ARG_SIZES = (1, 2, 4, 8)
 # value of the address size.
 DEFAULT_SIZE = 8
 
-
-def _register_aliases() -> dict[str, str]:
-    """Every x86-64 general-purpose register name, mapped to its pt_regs field."""
-    aliases = {"rip": "ip"}
-    for letter in "abcd":
-        field = f"{letter}x"
-        aliases.update(
-            {f"r{letter}x": field, f"e{letter}x": field, field: field, f"{letter}l": field}
-        )
-    for field in ("si", "di", "bp", "sp"):
-        aliases.update({f"r{field}": field, f"e{field}": field, field: field, f"{field}l": field})
-    for number in range(8, 16):
-        field = f"r{number}"
-        aliases.update({field: field, f"{field}d": field, f"{field}w": field, f"{field}b": field})
-    return aliases
-
-
-REGISTER_FIELDS: dict[str, str] = _register_aliases()
-
-_HIGH_BYTE_REGISTERS = frozenset({"ah", "bh", "ch", "dh"})
-
-_NUMBER = r"-?(?:0[xX][0-9a-fA-F]+|[0-9]+)"
-_IDENTIFIER = r"[A-Za-z_.][A-Za-z0-9_.$]*"
-
 _SIZE_PREFIX = re.compile(r"(?P<size>-?[0-9]+)(?P<float>f)?@(?P<operand>.*)", re.DOTALL)
-_CONSTANT = re.compile(rf"\$(?P<value>{_NUMBER})")
-_REGISTER = re.compile(r"%(?P<reg>[a-z0-9]+)")
-_MEMORY = re.compile(rf"(?P<disp>{_NUMBER})?\(%(?P<reg>[a-z0-9]+)\)")
-_SYMBOL = re.compile(
-    rf"(?:(?P<before>{_NUMBER})\+)?(?P<symbol>{_IDENTIFIER})(?P<after>[-+][0-9]+)?\(%(?P<reg>[a-z0-9]+)\)"
-)
-_INDEXED = re.compile(r"[^(]*\([^)]*,[^)]*\)")
-
-_EXPECTED_FORMS = "expected %reg, $constant, offset(%reg) or symbol(%rip)"
 
 
 class ArgSpecError(ValueError):
@@ -66,38 +34,41 @@ class ArgSpecError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class ArgSpec:
-    """Where one probe argument lives and how wide it is."""
+    """Where one probe argument lives and how wide it is, in one architecture's registers."""
 
     size: int
     signed: bool
     kind: str  # "reg" | "mem" | "const" | "symbol"
-    reg: str | None  # pt_regs field: the register, the base of "mem", "ip" for "symbol"
+    reg: str | None  # pt_regs field: the register, the base of "mem", the instruction pointer for "symbol"
     offset: int  # displacement for "mem", offset added to the symbol for "symbol"
     value: int  # the constant for "const"
-    symbol: str | None  # the global of a rip-relative "symbol" argument
+    symbol: str | None  # the global of an instruction-pointer-relative "symbol" argument
     text: str
 
     def __str__(self) -> str:
         return self.text
 
 
-def parse_argspecs(args: str) -> tuple[ArgSpec, ...]:
+def parse_argspecs(args: str, arch: Architecture | None = None) -> tuple[ArgSpec, ...]:
     """Decode a probe's whitespace-separated argument string; "" gives ()."""
-    return tuple(parse_argspec(spec) for spec in args.split())
+    return tuple(parse_argspec(spec, arch) for spec in args.split())
 
 
-def parse_argspec(spec: str) -> ArgSpec:
-    """Decode one ``[-]SIZE@OPERAND`` spec, or raise ArgSpecError saying why not."""
+def parse_argspec(spec: str, arch: Architecture | None = None) -> ArgSpec:
+    """Decode one ``[-]SIZE@OPERAND`` spec of an SDT note of ``arch`` (this machine's
+    architecture when None), or raise ArgSpecError saying why not."""
     text = spec.strip()
     if not text:
         raise ArgSpecError("empty argument spec")
-    size, signed, operand = _split_size(text)
+    size, signed, operand = split_size(text)
     if not operand:
         raise ArgSpecError(f"argument spec {text!r} has no operand after '@'")
-    return _parse_operand(operand, size=size, signed=signed, text=text)
+    where = (arch or _host_architecture()).decode_sdt_operand(operand, text)
+    return ArgSpec(size, signed, where.kind, where.reg, where.offset, where.value, where.symbol, text)
 
 
-def _split_size(text: str) -> tuple[int, bool, str]:
+def split_size(text: str) -> tuple[int, bool, str]:
+    """(size in bytes, signed, operand) of ``[-]SIZE@OPERAND``; DEFAULT_SIZE without a prefix."""
     prefix = _SIZE_PREFIX.fullmatch(text)
     if prefix is None:
         return DEFAULT_SIZE, False, text
@@ -109,56 +80,10 @@ def _split_size(text: str) -> tuple[int, bool, str]:
     return abs(size), size < 0, prefix["operand"]
 
 
-def _parse_operand(operand: str, *, size: int, signed: bool, text: str) -> ArgSpec:
-    spec = partial(_argspec, text, size, signed)
-    if match := _CONSTANT.fullmatch(operand):
-        return spec("const", value=int(match["value"], 0))
-    if match := _REGISTER.fullmatch(operand):
-        return spec("reg", reg=_register_field(match["reg"], text))
-    if match := _MEMORY.fullmatch(operand):
-        if match["reg"] == "rip":
-            # Relative to the instruction after the probe's nop: meaningless without a symbol.
-            raise ArgSpecError(f"argument spec {text!r}: a %rip-relative operand needs a symbol")
-        displacement = int(match["disp"], 0) if match["disp"] else 0
-        return spec("mem", reg=_register_field(match["reg"], text), offset=displacement)
-    if match := _SYMBOL.fullmatch(operand):
-        if match["reg"] != "rip":
-            raise ArgSpecError(
-                f"argument spec {text!r}: a symbol is only supported relative to %rip"
-            )
-        offset = int(match["before"] or "0", 0) + int(match["after"] or "0")
-        return spec("symbol", reg="ip", offset=offset, symbol=match["symbol"])
-    if _INDEXED.fullmatch(operand):
-        raise ArgSpecError(
-            f"argument spec {text!r}: indexed memory operands (base,index,scale) are not supported"
-        )
-    raise ArgSpecError(
-        f"argument spec {text!r}: cannot decode operand {operand!r}; {_EXPECTED_FORMS}"
-    )
+def _host_architecture() -> Architecture:
+    from dbprobe.binary.arch import host  # the arch modules import ArgSpecError from here
 
-
-def _argspec(
-    text: str,
-    size: int,
-    signed: bool,
-    kind: str,
-    *,
-    reg: str | None = None,
-    offset: int = 0,
-    value: int = 0,
-    symbol: str | None = None,
-) -> ArgSpec:
-    return ArgSpec(size, signed, kind, reg, offset, value, symbol, text)
-
-
-def _register_field(name: str, text: str) -> str:
-    if name in _HIGH_BYTE_REGISTERS:
-        raise ArgSpecError(f"argument spec {text!r}: high-byte register %{name} is not supported")
-    if name.startswith(("xmm", "ymm", "zmm")):
-        raise ArgSpecError(
-            f"argument spec {text!r}: vector register %{name} cannot be read by a uprobe"
-        )
-    try:
-        return REGISTER_FIELDS[name]
-    except KeyError:
-        raise ArgSpecError(f"argument spec {text!r}: unknown register %{name}") from None
+    found = host()
+    if found is None:
+        raise ArgSpecError("this machine's CPU architecture is not supported")
+    return found

@@ -23,6 +23,7 @@ from elftools.common.exceptions import ELFError
 from elftools.construct.core import ConstructError
 from elftools.elf.elffile import ELFFile
 
+from dbprobe.binary.arch import Architecture, architecture_for
 from dbprobe.binary.argspec import ArgSpec, ArgSpecError, parse_argspecs
 from dbprobe.errors import DbprobeError
 
@@ -35,10 +36,8 @@ _MACHINES = {
     "EM_S390": "s390",
     "EM_RISCV": "riscv",
 }
-# parse_argspec speaks the x86 AT&T operand syntax.
-_ARGSPEC_MACHINES = frozenset({"x86_64", "i386"})
 
-_STAPSDT_SECTION = ".note.stapsdt"
+STAPSDT_SECTION = ".note.stapsdt"  # the section of USDT notes
 _STAPSDT_BASE_SECTION = ".stapsdt.base"
 _STAPSDT_OWNER = b"stapsdt"
 _NT_STAPSDT = 3
@@ -54,6 +53,7 @@ _DEBUG_FILE_SOURCE = "debug file"
 _SYMBOL_SOURCES = (".symtab", ".dynsym", _DEBUG_FILE_SOURCE)
 
 _DEBUG_DIRECTORY = "usr/lib/debug"
+_DWARF_SECTIONS = (".debug_info", ".zdebug_info")
 _VERSION_SECTIONS = (".rodata", ".data")
 
 
@@ -192,6 +192,11 @@ class ElfBinary:
         return self._layout.machine
 
     @property
+    def architecture(self) -> Architecture | None:
+        """Its CPU architecture's registers and note syntax; None when dbprobe has none for it."""
+        return architecture_for(self.machine)
+
+    @property
     def is_pie(self) -> bool:
         """True when addresses are relative to the load address (PIE or shared library)."""
         return self._layout.is_position_independent
@@ -233,7 +238,7 @@ class ElfBinary:
         layout = self._layout
         notes = []
         for section in layout.sections:
-            if section.name != _STAPSDT_SECTION or section.type != "SHT_NOTE":
+            if section.name != STAPSDT_SECTION or section.type != "SHT_NOTE":
                 continue
             data = _read_section_bytes(self.path, section)
             for owner, note_type, desc in _iter_notes(data, section, layout.byteorder, self.path):
@@ -264,12 +269,13 @@ class ElfBinary:
         )
 
     def _decode_args(self, arg_text: str) -> tuple[tuple[ArgSpec, ...], str | None]:
-        if self.machine not in _ARGSPEC_MACHINES:
+        arch = self.architecture
+        if arch is None:
             if not arg_text.strip():
                 return (), None
             return (), f"arguments of {self.machine} probes cannot be decoded"
         try:
-            return parse_argspecs(arg_text), None
+            return parse_argspecs(arg_text, arch), None
         except ArgSpecError as error:
             return (), str(error)
 
@@ -313,7 +319,7 @@ class ElfBinary:
             return _read_symbol_table(self.path, self._layout, source, self._layout)
         if self._layout.section(".symtab") is not None:
             return {}  # a full .symtab already holds what a debug file would add
-        debug_file = self._find_debug_file()
+        debug_file = self._find_debug_file((".symtab",))
         if debug_file is None:
             return {}
         path, layout = debug_file
@@ -322,10 +328,20 @@ class ElfBinary:
 
     # --- separate debug files -----------------------------------------------
 
-    def _find_debug_file(self) -> tuple[str, _Layout] | None:
+    def debug_info_path(self) -> str | None:
+        """The file holding this binary's DWARF debug information: the binary itself, or a
+        separate debug file of this very build (by build-id or .gnu_debuglink); None if
+        neither is installed."""
+        if any(_has_file_data(self._layout, name) for name in _DWARF_SECTIONS):
+            return self.path
+        debug_file = self._find_debug_file(_DWARF_SECTIONS)
+        return debug_file[0] if debug_file is not None else None
+
+    def _find_debug_file(self, sections: tuple[str, ...]) -> tuple[str, _Layout] | None:
+        """The first debug file of this build that has one of ``sections``, and its layout."""
         for candidate in self._debug_file_candidates():
             layout = self._matching_debug_layout(candidate)
-            if layout is not None:
+            if layout is not None and any(_has_file_data(layout, name) for name in sections):
                 return candidate, layout
         return None
 
@@ -350,8 +366,6 @@ class ElfBinary:
                 return None
             with _open_binary(candidate) as file:
                 layout = _read_layout(file, candidate)
-            if layout.section(".symtab") is None:
-                return None
             if self._layout.build_id and layout.build_id:
                 return layout if layout.build_id == self._layout.build_id else None
             if self._layout.debuglink_crc is not None:
@@ -487,6 +501,11 @@ def _read_debuglink(
         else None
     )
     return os.fsdecode(data[:end]), crc
+
+
+def _has_file_data(layout: _Layout, name: str) -> bool:
+    section = layout.section(name)
+    return section is not None and section.has_file_data and section.size > 0
 
 
 def _file_crc32(path: str) -> int:

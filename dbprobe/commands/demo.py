@@ -14,14 +14,16 @@ import sys
 import time
 
 from dbprobe.kernel import preflight
+from dbprobe.commands.options import at_least_two, seconds
 from dbprobe.engines.postgresql.catalog import PostgresCatalog
-from dbprobe.commands.options import OutputOptions, seconds
-from dbprobe.commands.locks import LockReport
-from dbprobe.commands.slow import SlowQueryReport
+from dbprobe.render.output import Output, terminal_width
+from dbprobe.reports.locks import LockReport
+from dbprobe.reports.queries import SlowQueryReport
 from dbprobe.reports.runner import trace_reports
-from dbprobe.commands.txn import TxnReport
+from dbprobe.reports.txns import TxnReport
 from dbprobe.demo.workload import DemoWorkload
-from dbprobe.kernel.trace import TraceRequest, status
+from dbprobe.kernel.trace import TraceRequest
+from dbprobe.render.output import status
 from dbprobe.demo.server import ThrowawayPostgres
 
 SLOW_THRESHOLD_NS = 100_000_000
@@ -32,7 +34,7 @@ PROGRESS_EVERY_S = 5.0
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=seconds, default=30.0, metavar="S",
                         help="how long the workload runs while traced (default 30 s)")
-    parser.add_argument("--clients", type=int, default=4, metavar="N",
+    parser.add_argument("--clients", type=at_least_two, default=4, metavar="N",
                         help="concurrent client sessions, one of them the lock holder (default 4)")
     parser.add_argument("--keep", action="store_true",
                         help="leave the cluster running at the end, and say how to reach it")
@@ -63,7 +65,7 @@ class Progress:
 
 def run_command(args: argparse.Namespace) -> int:
     preflight.require_tracing_ready()
-    width = OutputOptions.from_args(argparse.Namespace(json=False, show_literals=False)).width
+    width = terminal_width()
     status("demo: starting a throwaway PostgreSQL cluster (initdb, port and socket of its own)")
     server = ThrowawayPostgres(keep=args.keep, settings={"deadlock_timeout": "1s"}).start()
     workload = DemoWorkload(server.connect, clients=args.clients)
@@ -72,9 +74,9 @@ def run_command(args: argparse.Namespace) -> int:
         status(f"demo: cluster up, pid {server.pid}, port {server.port}; loading demo tables")
         workload.prepare()
         reports = [
-            SlowQueryReport(OutputOptions(False, False, width, prefix="[slow] "), SLOW_THRESHOLD_NS),
-            LockReport(OutputOptions(False, False, width, prefix="[lock] "), 0, catalog),
-            TxnReport(OutputOptions(False, False, width, prefix="[txn]  "), TXN_THRESHOLD_NS),
+            SlowQueryReport(Output(False, False, width, prefix="[slow] "), SLOW_THRESHOLD_NS),
+            LockReport(Output(False, False, width, prefix="[lock] "), 0, catalog),
+            TxnReport(Output(False, False, width, prefix="[txn]  "), TXN_THRESHOLD_NS),
         ]
         request = TraceRequest(families=("query", "locks", "txn"), databases=("postgresql",),
                                pid=server.pid,

@@ -9,22 +9,18 @@ Exit status 0 when dbprobe can run (warnings allowed), 2 when it cannot.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
-import sys
-import textwrap
 from typing import Sequence
 
 from dbprobe.discover import processes as discovery
 from dbprobe.kernel import preflight
-from dbprobe.commands.listing import UNAVAILABLE, FamilyStatus, ServerListing, inspect_servers
+from dbprobe.recipes.survey import UNAVAILABLE, FamilyStatus, ServerListing, inspect_servers
+from dbprobe.render.doctor import doctor_json, doctor_text
+from dbprobe.render.output import terminal_width, write_stdout
+from dbprobe.render.text import terminal_safe
 from dbprobe.kernel.preflight import FAIL, OK, WARN, Check
 
 CANNOT_RUN_STATUS = 2
-STATUS_WIDTH = max(len(status) for status in (OK, WARN, FAIL))
-MIN_DETAIL_WIDTH = 20
-FIX_PREFIX = "fix: "
 
 
 # -- server checks ----------------------------------------------------------------------------
@@ -74,54 +70,6 @@ def _debug_symbols_fix(binary: str, pid: int) -> str:
             f"# debug symbols, from the debian-debug archive; dbprobe list -p {pid} says why")
 
 
-# -- rendering --------------------------------------------------------------------------------
-
-
-def doctor_text(checks: Sequence[Check], width: int | None) -> str:
-    """Aligned columns: status, check, detail (wrapped to `width`), then the fix on its own line.
-
-    Fix lines are never wrapped: they are commands to copy as they are.
-    """
-    name_width = max(len(check.name) for check in checks)
-    indent = " " * (STATUS_WIDTH + 2 + name_width + 2)
-    detail_width = None if width is None else max(width - len(indent), MIN_DETAIL_WIDTH)
-    lines = []
-    for check in checks:
-        detail = _wrap(check.detail, detail_width)
-        lines.append(f"{check.status:<{STATUS_WIDTH}}  {check.name:<{name_width}}  {detail[0]}".rstrip())
-        lines.extend(indent + line for line in detail[1:])
-        if check.fix:
-            lines.append(indent + FIX_PREFIX + check.fix)
-    lines.append("")
-    lines.append(verdict(checks))
-    return "\n".join(lines)
-
-
-def verdict(checks: Sequence[Check]) -> str:
-    failed = sum(check.status == FAIL for check in checks)
-    warned = sum(check.status == WARN for check in checks)
-    if failed:
-        return f"dbprobe cannot run: {_count(failed, 'check')} failed (see the fix lines)"
-    if warned:
-        return f"dbprobe can run, with {_count(warned, 'warning')}"
-    return "dbprobe can run"
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}{'s' if number != 1 else ''}"
-
-
-def _wrap(text: str, width: int | None) -> list[str]:
-    if width is None:
-        return [text]
-    return textwrap.wrap(text, width, break_on_hyphens=False) or [""]
-
-
-def doctor_json(check: Check) -> str:
-    return json.dumps({"check": check.name, "status": check.status, "detail": check.detail,
-                       "fix": check.fix or None})
-
-
 def exit_status(checks: Sequence[Check]) -> int:
     return CANNOT_RUN_STATUS if any(check.status == FAIL for check in checks) else 0
 
@@ -138,8 +86,7 @@ def run_command(args: argparse.Namespace) -> int:
     checks += server_checks(inspect_servers(discovery.find_servers()), as_root=os.geteuid() == 0)
     if args.json:
         for check in checks:
-            print(doctor_json(check))
+            write_stdout(doctor_json(check) + "\n")
     else:
-        width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
-        print(doctor_text(checks, width))
+        write_stdout(terminal_safe(doctor_text(checks, terminal_width())) + "\n")
     return exit_status(checks)

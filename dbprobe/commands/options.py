@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import shutil
-import sys
-from dataclasses import dataclass
 
 from dbprobe.errors import DbprobeError
 from dbprobe.kernel.program import DEFAULT_RINGBUF_BYTES, PAGE_SIZE, Parameters
+from dbprobe.render.output import Output, terminal_width
 from dbprobe.units import parse_duration_ns
 
 
@@ -35,41 +33,42 @@ def add_output_options(parser: argparse.ArgumentParser, *, digest: str) -> None:
                              "from 4K to 1G (8M by default); more loses fewer under bursts")
 
 
-@dataclass(frozen=True, slots=True)
-class OutputOptions:
-    json: bool
-    show_literals: bool
-    width: int | None  # the terminal's, or None to never cut lines
-    prefix: str = ""  # put before every line (the demo tags each report's lines)
+def output_from_args(args: argparse.Namespace) -> Output:
+    return Output(json=args.json, show_literals=args.show_literals, width=terminal_width())
 
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "OutputOptions":
-        width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
-        return cls(json=args.json, show_literals=args.show_literals, width=width)
 
-    def emit(self, text: str) -> None:
-        """Write report text to stdout, each line with the prefix. The trace's poll loop
-        flushes after each batch of records, not after every line."""
-        if self.prefix:
-            text = "\n".join(self.prefix + line for line in text.split("\n"))
-        sys.stdout.write(text + "\n")
+MAX_THRESHOLD_NS = 24 * 3600 * 10**9  # a day: longer than any statement worth a live line
 
 
 def parse_threshold_ns(text: str) -> int:
     try:
-        return parse_duration_ns(text, default_unit="ms")
+        threshold_ns = parse_duration_ns(text, default_unit="ms")
     except ValueError as error:
         raise DbprobeError(f"--threshold: {error}") from None
+    if threshold_ns > MAX_THRESHOLD_NS:
+        raise DbprobeError(f"--threshold: '{text}' is longer than a day, the most it takes (24h)")
+    return threshold_ns
 
 
-_SIZE_UNITS = {"": 1 << 20, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+def at_least_two(text: str) -> int:
+    """A client count for the demo: one session holds the hot row, the others queue."""
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if number < 2:
+        raise argparse.ArgumentTypeError("must be at least 2 (one session holds a lock, the others queue)")
+    return number
+
+
+_SIZE_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 MAX_RINGBUF_BYTES = 1 << 30
 
 
 def ring_buffer_bytes(text: str) -> int:
     """A ring buffer size: 64M, 512K, 1G; a plain number is MiB."""
-    number, unit = text.strip().rstrip("iBb").upper(), ""
-    if number[-1:] in _SIZE_UNITS.keys() - {""}:
+    number, unit = text.strip().rstrip("iBb").upper(), "M"
+    if number[-1:] in _SIZE_UNITS:
         number, unit = number[:-1], number[-1]
     if not number.isdigit():
         raise argparse.ArgumentTypeError(f"{text!r} is not a size such as 16M")

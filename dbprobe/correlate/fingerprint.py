@@ -173,7 +173,8 @@ def _lex(sql: str, double_quoted_strings: bool = False) -> list[_Token]:
                 append(_NUMBER_TOKEN[spaced])
             elif kind == "quoted":
                 text = found.group(kind)
-                if double_quoted_strings and text.startswith('"'):
+                if (double_quoted_strings and text.startswith('"')) or _is_unclosed(text):
+                    # What follows an unclosed quote may be a string the cut reopened.
                     append(_LITERAL_TOKEN[spaced])
                 else:
                     append(_Token(_QUOTED, text, text, spaced))
@@ -187,6 +188,12 @@ def _lex(sql: str, double_quoted_strings: bool = False) -> list[_Token]:
                 append(_LITERAL_TOKEN[spaced])
         else:
             return tokens
+
+
+def _is_unclosed(quoted: str) -> bool:
+    """Whether a "quoted" or `quoted` identifier runs to the end of the text unclosed:
+    its quotes, the opening one included, are odd in number (a doubled quote is one)."""
+    return len(quoted) < 2 or quoted.count(quoted[0]) % 2 == 1
 
 
 def _block_comment_end(sql: str, position: int) -> int:
@@ -240,9 +247,23 @@ class _Normaliser:
 
     def tokens(self) -> list[_Token]:
         out = self._out
+        self._collapse_cut_list()
         while out and out[-1].kind == _PUNCT and out[-1].text == ";":
             out.pop()
         return out
+
+    def _collapse_cut_list(self) -> None:
+        """A list the byte limit cut before its bracket closed reads ``IN (?+``: its
+        literals collapse as if it had closed. Only the innermost bracket can hold one."""
+        if not self._openers:
+            return
+        out = self._out
+        start, opens_row = self._openers[-1]
+        end = len(out)
+        while end > start + 1 and (out[end - 1].text == "," or _is_sign(out[end - 1])):
+            end -= 1  # cut after a comma or a sign
+        if (opens_row or self._opens_keyword_list(start)) and _is_literal_list(out, start + 1, end):
+            out[start + 1 :] = [_COLLAPSED_LIST]
 
     def add(self, token: _Token) -> None:
         kind = token.kind

@@ -4,42 +4,29 @@ The kernel sends each wait's start (with the waiter's statement and the backends
 take that lock in their open transactions) and its end. This module pairs them per thread
 (the correlation engine's SpanPairer), decodes the lock, keeps the holders whose modes
 conflict with the request, names each blocker's current or last statement, and recognises
-deadlocks: the victim's wait closes with the cycle of waits it was part of. MySQL and
-MariaDB report only the kind of lock a thread waits for (``mylocks``): no object, no holders.
+deadlocks: the victim's wait closes with the cycle of waits it was part of. What a record
+means (the lock, the mode, the holders in conflict, how a wait ended) is its server's
+engine's to say: MySQL and MariaDB report only the kind of lock a thread waits for, with no
+object and no holders.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Callable, Iterable, Mapping, Protocol
 
-from dbprobe.engines.mysql import locks as mylocks
 from dbprobe.discover.backends import BackendDirectory
 from dbprobe.correlate.statements import Clock, Open, SpanPairer
-from dbprobe.kernel.records import (EV_DEADLOCK, EV_LOCK_WAIT_DONE, EV_LOCK_WAIT_START, LOCK_WAIT_FAILED,
-                                    PG_LOCK_WAIT_ERROR, RawLockEvent)
-from dbprobe.correlate.fingerprint import fingerprint
+from dbprobe.engines.base import Engine
+from dbprobe.engines.registry import engine_for
+from dbprobe.kernel.maps import LastStatement
+from dbprobe.kernel.records import EV_DEADLOCK, EV_LOCK_WAIT_DONE, EV_LOCK_WAIT_START, RawLockEvent
 from dbprobe.model import Blocker, Deadlock, LockWait, Source, Statement
-from dbprobe.engines.postgresql.locks import conflicts, decode_tag, mode_name, modes_in, wait_outcome
 from dbprobe.discover.memory import read_c_string
 
 # A wait that ends with an error status (uprobe recipe) right before the deadlock report.
 DEADLOCK_REPORT_GRACE_S = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class LastStatement:
-    """What dbprobe's kernel side kept of a backend's current or last statement."""
-
-    text: str
-    start_ns: int
-    end_ns: int  # 0 while it runs
-    idle_state: int = 0  # PostgreSQL's BackendState as it last went idle; 0 when unknown
-
-
-# PostgreSQL's BackendState values for a backend gone idle.
-_IDLE_STATES = {1: "idle", 3: "idle in transaction", 5: "idle in transaction (aborted)"}
 
 
 class Catalog(Protocol):
@@ -48,6 +35,9 @@ class Catalog(Protocol):
     def relation_name(self, database_oid: int | None, relation_oid: int) -> str | None: ...
     def database_name(self, database_oid: int) -> str | None: ...
     def blocking_pids(self, pid: int) -> list[int]: ...
+
+    @property
+    def blockers_source(self) -> str: ...  # how a Blocker from blocking_pids() says it was found
 
 
 class LockWaitTracker:
@@ -84,19 +74,16 @@ class LockWaitTracker:
         span = self.pairer.done(raw.tid, raw.pid, raw.ts_ns, None)
         if span is None:
             return None
-        if not self._is_postgres(raw):
-            return replace(span.start, end=self._clock.wall(raw.ts_ns), outcome=mylocks.outcome(raw.flags))
-        if raw.flags & PG_LOCK_WAIT_ERROR:
-            # An error ended the wait (lock_timeout, statement_timeout, a cancel): its code.
-            return replace(span.start, end=self._clock.wall(raw.ts_ns),
-                           outcome=wait_outcome(raw.fields[0]))
-        if raw.flags & LOCK_WAIT_FAILED:
+        engine = self._engine(raw)
+        # An end record may carry the error that ended the wait (lock_timeout, a cancel).
+        outcome = engine.wait_outcome(raw.flags, raw.fields[0])
+        wait = replace(span.start, end=self._clock.wall(raw.ts_ns), outcome=outcome)
+        if wait.outcome == "deadlock" and engine.reports_deadlocks:
             # Uprobe recipe: ProcSleep failed, the deadlock report follows at once and will
             # carry this wait; held until then (or given up by sweep()).
-            wait = replace(span.start, end=self._clock.wall(raw.ts_ns), outcome="deadlock")
             self._recent_failures[raw.tid] = (raw.ts_ns, wait)
             return None
-        return replace(span.start, end=self._clock.wall(raw.ts_ns), outcome="granted")
+        return wait
 
     def deadlock(self, raw: RawLockEvent) -> Deadlock | None:
         """The victim's wait ends here (USDT), or ended just before with an error (uprobe)."""
@@ -143,17 +130,15 @@ class LockWaitTracker:
             frontier.extend(b.pid for b in waiting[pid].blockers)
         return cycle
 
-    def _is_postgres(self, raw: RawLockEvent) -> bool:
-        return self._sources[raw.hook].db == "postgresql"
+    def _engine(self, raw: RawLockEvent) -> Engine:
+        return engine_for(self._sources[raw.hook].db)
 
     def _wait_from(self, raw: RawLockEvent) -> LockWait:
         source = self._sources[raw.hook]
-        if self._is_postgres(raw):
-            target = decode_tag(raw.fields, raw.locktype, self._versions.get(raw.hook))
-            target_name, mode, blockers = self._target_name(target), mode_name(raw.mode), tuple(self._blockers(raw))
-        else:
-            target = mylocks.decode_wait(raw, self._read_string)
-            target_name, mode, blockers = target.describe(), mylocks.NO_MODE, ()
+        engine = engine_for(source.db)
+        target = engine.lock_target(raw, self._versions.get(raw.hook), self._read_string)
+        target_name, mode = self._target_name(target), engine.lock_mode(raw)
+        blockers = tuple(self._blockers(raw, engine))
         backend = self._backends.lookup(raw.pid)
         text = raw.text.decode("utf-8", errors="replace")
         return LockWait(
@@ -161,7 +146,7 @@ class LockWaitTracker:
             database=backend.info.database if backend.info else None,
             target=target, target_name=target_name, mode=mode,
             start=self._clock.wall(raw.ts_ns), end=None, outcome="waiting",
-            statement=_statement(text), blockers=blockers,
+            statement=_statement(text, engine), blockers=blockers,
             mechanism=source.mechanism,
         )
 
@@ -173,19 +158,18 @@ class LockWaitTracker:
         database = self._catalog.database_name(target.database) if target.database else None
         return target.describe(relation_name=relation, database_name=database)
 
-    def _blockers(self, raw: RawLockEvent) -> Iterable[Blocker]:
+    def _blockers(self, raw: RawLockEvent, engine: Engine) -> Iterable[Blocker]:
         named = set()
-        for pid, bits, session in raw.holders:
-            if pid == raw.pid or not conflicts(raw.mode, bits):
-                continue
-            named.add(pid)
-            yield self._blocker(pid, tuple(mode_name(m) for m in modes_in(bits)), session, "dbprobe")
+        for holder in engine.conflicting_holders(raw):
+            named.add(holder.pid)
+            yield self._blocker(holder.pid, holder.modes, holder.session, "dbprobe", engine)
         if self._catalog is not None:
             for pid in self._catalog.blocking_pids(raw.pid):
                 if pid not in named:
-                    yield self._blocker(pid, (), False, "pg_blocking_pids")
+                    yield self._blocker(pid, (), False, self._catalog.blockers_source, engine)
 
-    def _blocker(self, pid: int, modes: tuple[str, ...], session: bool, source: str) -> Blocker:
+    def _blocker(self, pid: int, modes: tuple[str, ...], session: bool, source: str,
+                 engine: Engine) -> Blocker:
         last = self._last_statement(pid)
         waiting = any(opened.pid == pid for opened in self.pairer.open_spans())
         if last is None:
@@ -193,14 +177,15 @@ class LockWaitTracker:
         elif waiting:
             state, since_ns = "waiting", last.start_ns
         elif last.end_ns:
-            state = _IDLE_STATES.get(last.idle_state) or ("idle" if session else "idle in transaction")
+            state = (engine.idle_state_name(last.idle_state)
+                     or ("idle" if session else "idle in transaction"))
             since_ns = last.end_ns
         else:
             state, since_ns = "running", last.start_ns
         return Blocker(pid=pid, modes=modes, session=session,
-                       statement=_statement(last.text) if last else None, state=state,
+                       statement=_statement(last.text, engine) if last else None, state=state,
                        state_since=self._clock.wall(since_ns) if since_ns else None, source=source)
 
 
-def _statement(text: str) -> Statement | None:
-    return Statement(text, fingerprint(text)) if text else None
+def _statement(text: str, engine: Engine) -> Statement | None:
+    return Statement(text, engine.fingerprint(text)) if text else None

@@ -16,13 +16,10 @@ from typing import Callable, Generic, Mapping, TypeVar
 
 from dbprobe.discover.backends import BackendDirectory, DatabaseNames
 from dbprobe.kernel.records import QF_ERROR, QF_TRUNCATED, RawQuery, RawTxn
-from dbprobe.correlate.fingerprint import fingerprint
+from dbprobe.engines.registry import engine_for
 from dbprobe.model import Query, Source, Statement, Transaction
 
 T = TypeVar("T")
-
-# Servers whose "..." is a string literal (MySQL and MariaDB without ANSI_QUOTES).
-MYSQL_DIALECT = frozenset({"mariadb", "mysql"})
 
 
 class Clock:
@@ -50,6 +47,7 @@ class Correlator:
         source = self._sources[raw.hook]
         backend = self._backends.lookup(raw.pid)
         text = raw.text.decode("utf-8", errors="replace")
+        engine = engine_for(source.db)
         return Query(
             end=self._clock.wall(raw.end_ns),
             duration_ms=raw.duration_ns / 1e6,
@@ -60,7 +58,7 @@ class Correlator:
             database=self._databases.resolve(source.binary, raw.database_oid,
                                              backend.info.database if backend.info else None),
             text=text,
-            fingerprint=fingerprint(text, double_quoted_strings=source.db in MYSQL_DIALECT),
+            fingerprint=engine.fingerprint(text),
             protocol=raw.protocol,
             mechanism=source.mechanism,
             error=bool(raw.flags & QF_ERROR),
@@ -72,13 +70,14 @@ class Correlator:
         source = self._sources[raw.hook]
         backend = self._backends.lookup(raw.pid)
         texts = (text.decode("utf-8", errors="replace") for text in raw.texts)
+        engine = engine_for(source.db)
         return Transaction(
             pid=raw.pid, tid=raw.tid, db=source.db,
             database=backend.info.database if backend.info else None,
             vxid=f"{raw.backend_id}/{raw.lxid}" if raw.lxid else None,
             start=self._clock.wall(raw.start_ns), end=self._clock.wall(raw.end_ns),
             outcome=raw.outcome, statement_count=raw.statements,
-            statements=tuple(Statement(text, fingerprint(text)) for text in texts if text),
+            statements=tuple(Statement(text, engine.fingerprint(text)) for text in texts if text),
             idle_ms=raw.idle_ns / 1e6, mechanism=source.mechanism,
         )
 

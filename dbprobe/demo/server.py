@@ -1,9 +1,10 @@
-"""Throwaway PostgreSQL and MariaDB servers for the demo, the tests and the benchmarks.
+"""Throwaway PostgreSQL servers for the demo, the tests and the benchmarks, and the
+lifecycle every throwaway server shares (the tests' other servers build on it).
 
-Each server is real: a fresh data directory made by the server's own tool (``initdb``,
-``mariadb-install-db``) in a private temporary directory, its own port on 127.0.0.1 and its
-own unix socket, run as the server's OS user. Nothing here reads or touches the clusters
-and servers already on the host: option files are ignored and the default ports refused.
+Each server is real: a fresh data directory made by the server's own tool (``initdb``)
+in a private temporary directory, its own port on 127.0.0.1 and its own unix socket, run
+as the server's OS user. Nothing here reads or touches the clusters and servers already
+on the host: option files are ignored and the default ports refused.
 
 Every exit path cleans up: ``stop()`` asks for a fast shutdown, kills the server's process
 group if that does not finish in time, and removes the temporary directory; servers still
@@ -27,8 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from elftools.elf.elffile import ELFFile
-
 from dbprobe.errors import DbprobeError
 
 if TYPE_CHECKING:
@@ -39,10 +38,9 @@ START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 POLL_INTERVAL_S = 0.05
 LOG_TAIL_LINES = 15
-USDT_NOTE_SECTION = ".note.stapsdt"
 
 
-# --- helpers shared by both servers -------------------------------------------------
+# --- helpers shared by every server -------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +138,7 @@ def find_program(*candidates: str, search: tuple[str, ...] = ()) -> Path:
     raise DbprobeError(f"{candidates[0]} is not installed (make setup installs it)")
 
 
-# --- the lifecycle common to both servers -------------------------------------------
+# --- the lifecycle common to every server -------------------------------------------
 
 _running_servers: set[ThrowawayServer] = set()
 ServerT = TypeVar("ServerT", bound="ThrowawayServer")
@@ -443,7 +441,7 @@ class ThrowawayPostgres(ThrowawayServer):
         )
 
 
-# --- a PostgreSQL without USDT probes -----------------------------------------------
+# --- where an installed PostgreSQL keeps its files --------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -467,157 +465,3 @@ class PostgresLayout:
     @property
     def prefix(self) -> Path:
         return Path(os.path.commonpath([self.bindir, self.sharedir, self.pkglibdir]))
-
-
-def make_usdt_less_copy(dest: Path, *, bindir: Path | None = None) -> Path:
-    """Copy the installed PostgreSQL into ``dest`` with the ``postgres`` binary's USDT notes
-    removed; the new bindir.
-
-    postgres finds its share and module directories relative to its own location, so the
-    copy mirrors the installed layout below the common prefix: programs are copied (initdb
-    must find the modified postgres beside itself), share and module directories are
-    symbolic links to the originals.
-    """
-    source = PostgresLayout.of(Path(bindir) if bindir is not None else installed_postgres_bindir())
-    dest = Path(dest)
-    if dest.exists() and any(dest.iterdir()):
-        raise DbprobeError(f"{dest} is not empty")
-    copy = PostgresLayout(
-        bindir=dest / source.bindir.relative_to(source.prefix),
-        sharedir=dest / source.sharedir.relative_to(source.prefix),
-        pkglibdir=dest / source.pkglibdir.relative_to(source.prefix),
-    )
-    shutil.copytree(source.bindir, copy.bindir, symlinks=True)
-    for original, linked in ((source.sharedir, copy.sharedir), (source.pkglibdir, copy.pkglibdir)):
-        linked.parent.mkdir(parents=True, exist_ok=True)
-        linked.symlink_to(original, target_is_directory=True)
-    postgres = copy.bindir / "postgres"
-    run_checked(
-        ["objcopy", "--remove-section", USDT_NOTE_SECTION, str(postgres)], what="objcopy"
-    )
-    _make_world_readable(dest)
-    if has_usdt_notes(postgres):
-        raise DbprobeError(f"{postgres} still has {USDT_NOTE_SECTION} after objcopy")
-    run_checked(
-        [str(postgres), "--version"],
-        what=f"running the copy as the postgres user (is {dest} reachable by it?)",
-        cwd="/",
-        **as_user_kwargs(service_user("postgres")),
-    )
-    return copy.bindir
-
-
-def has_usdt_notes(binary: Path) -> bool:
-    with open(binary, "rb") as stream:
-        return ELFFile(stream).get_section_by_name(USDT_NOTE_SECTION) is not None
-
-
-def _make_world_readable(root: Path) -> None:
-    """a+rX on every real file and directory under ``root`` (links are left alone)."""
-    for directory, _, files in os.walk(root):
-        _add_read_bits(Path(directory))
-        for name in files:
-            _add_read_bits(Path(directory, name))
-
-
-def _add_read_bits(path: Path) -> None:
-    if path.is_symlink():
-        return
-    mode = path.stat().st_mode
-    executable = path.is_dir() or mode & 0o111
-    path.chmod(mode | 0o444 | (0o111 if executable else 0))
-
-
-# --- MariaDB ------------------------------------------------------------------------
-
-SBIN_DIRS = ("/usr/sbin", "/usr/libexec", "/usr/local/sbin")
-
-
-class ThrowawayMariaDB(ThrowawayServer):
-    """A temporary MariaDB server run as the ``mysql`` OS user; root connects over its
-    socket without a password."""
-
-    kind = "MariaDB"
-    directory_prefix = "dbprobe-mariadb-"
-    shutdown_signal = signal.SIGTERM  # mariadbd's clean shutdown
-
-    def __init__(
-        self,
-        *,
-        binary: str | Path | None = None,
-        port: int | None = None,
-        settings: Mapping[str, str] | None = None,
-        keep: bool = False,
-        base_dir: str | Path | None = None,
-    ) -> None:
-        super().__init__(
-            os_user="mysql", port=port, settings=settings, keep=keep, base_dir=base_dir
-        )
-        self.binary = Path(binary) if binary else find_program("mariadbd", "mysqld", search=SBIN_DIRS)
-        self._client = find_program("mariadb", "mysql")
-        self._admin = find_program("mariadb-admin", "mysqladmin")
-        self._install_db = find_program("mariadb-install-db", "mysql_install_db")
-
-    @property
-    def datadir(self) -> Path:
-        return self.workdir / "data"
-
-    @property
-    def socket(self) -> Path:
-        return self.workdir / "mariadb.sock"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.workdir / "mariadbd.pid"
-
-    def _initialise(self) -> None:
-        run_checked(
-            [
-                str(self._install_db),
-                "--no-defaults",  # never read the host's /etc/mysql option files
-                f"--datadir={self.datadir}",
-                "--auth-root-authentication-method=normal",
-                "--skip-test-db",
-                "--skip-name-resolve",
-            ],
-            what="mariadb-install-db",
-            **self._as_server_user(),
-        )
-
-    def _server_argv(self) -> list[str]:
-        settings = {
-            "datadir": str(self.datadir),
-            "socket": str(self.socket),
-            "port": str(self.port),
-            "bind-address": "127.0.0.1",
-            "pid-file": str(self.pid_file),
-            "innodb-buffer-pool-size": "32M",
-            "innodb-flush-log-at-trx-commit": "0",
-            **self.settings,
-        }
-        return [
-            str(self.binary),
-            "--no-defaults",  # must come first
-            *(f"--{name}={value}" for name, value in settings.items()),
-        ]
-
-    def _accepts_connections(self) -> bool:
-        ping = subprocess.run(
-            [*self._client_argv(self._admin), "--connect-timeout=1", "ping"],
-            capture_output=True,
-        )
-        return ping.returncode == 0
-
-    def _client_argv(self, program: Path) -> list[str]:
-        return [str(program), "--no-defaults", f"--socket={self.socket}", "--user=root"]
-
-    def sql(self, sql: str, *, database: str | None = None) -> str:
-        """Run ``sql`` with the mariadb client in batch mode, without column names; its stdout."""
-        argv = [*self._client_argv(self._client), "--batch", "--skip-column-names", "-e", sql]
-        if database is not None:
-            argv.append(database)
-        return run_checked(argv, what="mariadb")
-
-    def run_client(self, argv_tail: list[str], **popen_kw: Any) -> subprocess.Popen[Any]:
-        """A mariadb client process connected to this server, e.g. to hold a session open."""
-        return subprocess.Popen([*self._client_argv(self._client), *argv_tail], **popen_kw)

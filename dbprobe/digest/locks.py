@@ -4,16 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dbprobe.digest.queries import DurationDistribution
+from dbprobe.digest.distribution import DurationDistribution, log2_slot
 from dbprobe.kernel.records import HIST_SLOTS
 from dbprobe.correlate.fingerprint import Fingerprint
 from dbprobe.model import Deadlock, LockWait, Statement
-
-
-def log2_slot(microseconds: float) -> int:
-    """The kernel histograms' slot for a duration: 0 under 1 us, k for [2^(k-1), 2^k) us."""
-    whole = int(microseconds)
-    return min(whole.bit_length(), HIST_SLOTS - 1)
 
 
 @dataclass(slots=True)
@@ -78,3 +72,14 @@ def _count(table: dict[str, StatementStats], statement: Statement | None, wait_m
         stats = table[statement.fingerprint.id] = StatementStats(statement.fingerprint)
     stats.times += 1
     stats.total_ms += wait_ms
+
+
+@dataclass(frozen=True, slots=True)
+class LWLockStats:
+    """LWLock waits of one tranche in one mode, the tranche named."""
+
+    tranche: str
+    mode: int
+    waits: int
+    total_ns: int
+    max_ns: int

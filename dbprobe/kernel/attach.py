@@ -80,7 +80,9 @@ class Attachment:
             fd = self._attach_uprobe(function.fd, kind, name, site.binary.encode(),
                                      site.file_offset, -1, site.ref_ctr_offset)
             if fd < 0:
-                self._lib.bpf_detach_uprobe(name)  # the tracefs fallback's entry, if it made one
+                # Where the uprobe PMU refuses a site, libbcc falls back on tracefs and may
+                # leave the event it defined there behind: remove it too.
+                self._lib.bpf_detach_uprobe(name)
                 raise DbprobeError(f"cannot attach to {site.label} in {site.binary} at offset "
                                    f"{site.file_offset:#x}: {os.strerror(-fd) if fd < -1 else 'refused'}")
             self._events.append((name, fd))

@@ -169,7 +169,7 @@ def argument_read(index: int, spec: ArgSpec, site_address: int, globals_at: dict
         address = f"ctx->{spec.reg} + ({int(spec.offset)})"
     elif spec.kind == "symbol":
         # ip - (site's address in the file) is the load bias of a PIE binary; 0 otherwise.
-        address = (f"ctx->ip - {site_address:#x}ULL + {globals_at[spec.symbol]:#x}ULL"
+        address = (f"ctx->{spec.reg} - {site_address:#x}ULL + {globals_at[spec.symbol]:#x}ULL"
                    f" + ({int(spec.offset)})")
     else:
         raise ValueError(f"unknown argument kind {spec.kind!r} in {comment_text(spec.text)}")

@@ -9,7 +9,7 @@ from typing import Callable
 
 from dbprobe.errors import DbprobeError
 
-from dbprobe.kernel.records import HIST_SLOTS, PROTOCOLS, BackendActivity, RawQuery, decode
+from dbprobe.kernel.records import HIST_SLOTS, PROTOCOLS, RawQuery, decode
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +48,61 @@ class LatencyHistogram:
     @property
     def total(self) -> int:
         return sum(self.combined())
+
+
+@dataclass(frozen=True, slots=True)
+class QueryCounters:
+    """The query family's counters: totals and the latency histogram of every statement."""
+
+    totals: KernelTotals
+    histogram: LatencyHistogram
+
+    @classmethod
+    def empty(cls) -> "QueryCounters":
+        return cls(KernelTotals(), LatencyHistogram.empty())
+
+    def __sub__(self, earlier: "QueryCounters") -> "QueryCounters":
+        return QueryCounters(self.totals - earlier.totals, self.histogram - earlier.histogram)
+
+
+@dataclass(frozen=True, slots=True)
+class TxnTotals:
+    """What the kernel counted of every transaction, whatever its duration."""
+
+    commits: int
+    aborts: int
+    total_ns: int
+    histogram: tuple[int, ...]
+
+    @classmethod
+    def empty(cls) -> "TxnTotals":
+        return cls(0, 0, 0, (0,) * HIST_SLOTS)
+
+    def __sub__(self, earlier: "TxnTotals") -> "TxnTotals":
+        return TxnTotals(self.commits - earlier.commits, self.aborts - earlier.aborts,
+                         self.total_ns - earlier.total_ns,
+                         tuple(a - b for a, b in zip(self.histogram, earlier.histogram)))
+
+
+@dataclass(frozen=True, slots=True)
+class LastStatement:
+    """What the kernel side kept of a backend's current or last statement."""
+
+    text: str
+    start_ns: int
+    end_ns: int  # when the backend went idle after it; 0 while it runs
+    idle_state: int = 0  # the state it went idle in (PostgreSQL's BackendState); 0 before one
+
+
+@dataclass(frozen=True, slots=True)
+class LWLockTotals:
+    """LWLock waits counted in the kernel for one tranche and mode."""
+
+    tranche_address: int  # where the tranche's name is in the server's memory
+    mode: int
+    waits: int
+    total_ns: int
+    max_ns: int
 
 
 class Collector:
@@ -89,15 +144,6 @@ class Collector:
     def totals(self) -> KernelTotals:
         return KernelTotals(**self.summed("totals"))
 
-    def backend_activity(self, pid: int) -> BackendActivity | None:
-        """A PostgreSQL backend's current or last statement, as its slot keeps it."""
-        slot = self.lookup("pg_backends", pid)
-        if slot is None:
-            return None
-        text = bytes(slot.ev.text)[: min(slot.ev.text_len, len(slot.ev.text))]
-        return BackendActivity(text=text, start_ns=slot.ev.start_ns, end_ns=slot.end_ns,
-                               idle_state=slot.idle_state)
-
     def table(self, name: str):
         """A map, once its BCC mirror is checked to be the size of the kernel's values: a
         mirror that is smaller (BCC cannot size some C types) would be overrun by a read."""
@@ -134,6 +180,27 @@ class Collector:
         bpf_table = self.table(table)
         per_cpu = bpf_table.getvalue(bpf_table.Key(0))
         return {name: sum(getattr(cpu, name) for cpu in per_cpu) for name, _ in per_cpu[0]._fields_}
+
+    def query_counters(self) -> QueryCounters:
+        return QueryCounters(self.totals(), self.histogram())
+
+    def txn_totals(self) -> TxnTotals:
+        counters = self.summed("txn_totals")
+        return TxnTotals(counters["commits"], counters["aborts"], counters["total_ns"],
+                         self.counts("txn_hist", HIST_SLOTS))
+
+    def last_statement(self, pid: int) -> LastStatement | None:
+        """A PostgreSQL backend's current or last statement, as its slot keeps it."""
+        slot = self.lookup("pg_backends", pid)
+        if slot is None:
+            return None
+        text = bytes(slot.ev.text)[: min(slot.ev.text_len, len(slot.ev.text))]
+        return LastStatement(text=text.decode("utf-8", errors="replace"), start_ns=slot.ev.start_ns,
+                             end_ns=slot.end_ns, idle_state=slot.idle_state)
+
+    def lwlock_totals(self) -> list[LWLockTotals]:
+        return [LWLockTotals(key.tranche, key.mode, value.waits, value.total_ns, value.max_ns)
+                for key, value in self.items("pg_lwlock_totals")]
 
     def histogram(self) -> LatencyHistogram:
         counts = self.counts("query_hist", len(PROTOCOLS) * HIST_SLOTS)

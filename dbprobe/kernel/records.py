@@ -175,16 +175,6 @@ class RawTxn:
         return self.end_ns - self.start_ns
 
 
-@dataclass(frozen=True, slots=True)
-class BackendActivity:
-    """What the kernel keeps of a PostgreSQL backend: its current or last statement."""
-
-    text: bytes
-    start_ns: int
-    end_ns: int  # when the backend went idle after it; 0 while it runs
-    idle_state: int  # enum BackendState of its latest idle report; 0 before one
-
-
 Record = RawQuery | RawLockEvent | RawTxn
 
 _QUERY_HEAD_SIZE = ctypes.sizeof(QueryEventHead)

@@ -1,35 +1,28 @@
-"""One trace from attach to detach: the lifecycle every tracing command shares.
+"""One trace from attach to detach: the set-up every tracing command shares.
 
-``Trace`` checks the machine, picks the targets, binds the recipes, compiles and attaches;
-if any step fails, whatever was attached is detached before the error surfaces. ``run``
-polls until Ctrl-C, SIGTERM, SIGHUP or the duration ends, and keeps an eye on the traced
-servers: one that stops is reported, and tracing goes on.
+``Trace.open`` checks the machine, picks the targets, binds the recipes to each binary
+(parsed once), compiles one program and attaches it; if any step fails, whatever was
+attached is detached before the error surfaces. ``close`` detaches everything.
 """
 
 from __future__ import annotations
 
-import signal
-import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-import psutil
-
+from dbprobe.binary.elf import ElfBinary
+from dbprobe.discover.backends import BackendDirectory, DatabaseNames
+from dbprobe.discover.targets import Target, choose_targets
+from dbprobe.errors import DbprobeError
 from dbprobe.kernel import preflight
 from dbprobe.kernel.attach import Attachment
-from dbprobe.discover.backends import BackendDirectory, DatabaseNames
 from dbprobe.kernel.maps import Collector
-from dbprobe.errors import DbprobeError
+from dbprobe.kernel.program import DEFAULT_RINGBUF_BYTES, Parameters, TraceProgram, build_program
 from dbprobe.model import Source
 from dbprobe.recipes.bind import FamilyPlan, plan_family, require_plan
-from dbprobe.kernel.program import DEFAULT_RINGBUF_BYTES, Parameters, build_program
 from dbprobe.recipes.load import load_recipe
-from dbprobe.discover.targets import Target, choose_targets
-
-POLL_MS = 200
-LIVENESS_SECONDS = 1.0
+from dbprobe.render.output import status
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,51 +35,60 @@ class TraceRequest:
     ringbuf_bytes: int = DEFAULT_RINGBUF_BYTES  # the kernel's buffer of records for user space
 
 
+@dataclass(frozen=True, slots=True)
+class BoundTarget:
+    """A target with its binary parsed and its families' recipes bound to it."""
+
+    target: Target
+    binary: ElfBinary
+    plans: tuple[FamilyPlan, ...]
+
+
 class Trace:
     """Programs compiled and attached to the targets' binaries; close() detaches.
 
-    Records reach the handler registered with on() for their type, as poll() delivers them.
+    Records reach the handler registered with on() for their type, as the loop polls them.
     """
 
-    def __init__(self, request: TraceRequest):
-        preflight.require_tracing_ready()
-        self.targets = choose_targets(pid=request.pid, binary=request.binary,
-                                      databases=request.databases)
-        self.plans = [plan for target in self.targets for plan in _plans_for(target, request.families)]
-        parameters = Parameters(thresholds_ns=request.thresholds_ns, filter_pids=request.pid is not None,
-                                ringbuf_bytes=request.ringbuf_bytes)
-        program = build_program(self.plans, parameters)
-        self.sources = {hook.hook_id: Source(self._target_of(hook.binary).db, hook.binary, hook.mechanism)
+    def __init__(self, bound: Sequence[BoundTarget], program: TraceProgram, attachment: Attachment):
+        self.targets = [entry.target for entry in bound]
+        self.plans = [plan for entry in bound for plan in entry.plans]
+        by_binary = {entry.target.binary: entry.target for entry in bound}
+        self.sources = {hook.hook_id: Source(by_binary[hook.binary].db, hook.binary, hook.mechanism)
                         for hook in program.hooks}
-        self.versions = {hook.hook_id: self._target_of(hook.binary).version for hook in program.hooks}
+        self.versions = {hook.hook_id: by_binary[hook.binary].version for hook in program.hooks}
         self.backends = BackendDirectory()
         self.databases = DatabaseNames()
+        self.probes_attached = attachment.attached
+        self._attachment = attachment
         self._handlers: dict[type, Callable[[Any], None]] = {}
-        self._attachment = Attachment(program.source, program.cflags)
+        self.collector = Collector(attachment.bpf, self._deliver)
+        self.started = time.time()  # the reports' windows begin once probes are live
+
+    @classmethod
+    def open(cls, request: TraceRequest, warn: Callable[[str], None] = status) -> "Trace":
+        preflight.require_tracing_ready()
+        bound = _bind_targets(request, warn)
+        parameters = Parameters(thresholds_ns=request.thresholds_ns, filter_pids=request.pid is not None,
+                                ringbuf_bytes=request.ringbuf_bytes)
+        program = build_program([plan for entry in bound for plan in entry.plans], parameters)
+        attachment = Attachment(program.source, program.cflags)
         try:
             if parameters.filter_pids:
-                self._seed_traced_pids()
-            self.probes_attached = self._attachment.attach(program.hooks)
-            self.collector = Collector(self._attachment.bpf, self._deliver)
-            self.started = time.time()  # the reports' windows begin once probes are live
-            self._learn_database_names()
+                _seed_traced_pids(attachment, bound[0].target)
+            attachment.attach(program.hooks)
+            trace = cls(bound, program, attachment)
+            trace._learn_database_names(bound)
         except BaseException:
-            self._attachment.close()
+            attachment.close()
             raise
+        return trace
 
-    def _target_of(self, binary: str) -> Target:
-        return next(target for target in self.targets if target.binary == binary)
-
-    def _seed_traced_pids(self) -> None:
-        table = self._attachment.bpf["traced_pids"]
-        for pid in self.targets[0].processes:
-            table[table.Key(pid)] = table.Leaf(1)
-
-    def _learn_database_names(self) -> None:
-        for target in self.targets:
-            symbol = load_recipe(target.db).database_oid_global
+    def _learn_database_names(self, bound: Sequence[BoundTarget]) -> None:
+        for entry in bound:
+            symbol = load_recipe(entry.target.db).database_oid_global
             if symbol:
-                self.databases.learn_from_running(target.open_binary(), symbol, target.processes)
+                self.databases.learn_from_running(entry.binary, symbol, entry.target.processes)
 
     def on(self, record_type: type, handler: Callable[[Any], None]) -> None:
         self._handlers[record_type] = handler
@@ -120,11 +122,39 @@ class Trace:
         return lines
 
 
-def _plans_for(target: Target, families: Sequence[str]) -> list[FamilyPlan]:
+def _bind_targets(request: TraceRequest, warn: Callable[[str], None]) -> list[BoundTarget]:
+    """Every target bound to its recipes. When dbprobe looks for servers itself, one that
+    cannot be traced is a warning naming it, and the others are traced; a server asked for
+    (-p, --binary), or the last one left, is an error."""
+    targets = choose_targets(pid=request.pid, binary=request.binary, databases=request.databases)
+    asked_for = request.pid is not None or request.binary is not None
+    bound, failures = [], []
+    for target in targets:
+        try:
+            bound.append(_bind(target, request.families))
+        except DbprobeError as error:
+            if asked_for:
+                raise
+            failures.append(error)
+    if not bound:
+        raise failures[0]
+    for error in failures:
+        warn(f"not tracing one server: {error}")
+    return bound
+
+
+def _bind(target: Target, families: Sequence[str]) -> BoundTarget:
     recipe = load_recipe(target.db)
     binary = target.open_binary()
-    return [require_plan(plan_family(recipe, family, binary, target.version), target.db)
-            for family in families]
+    plans = tuple(require_plan(plan_family(recipe, family, binary, target.version), target.db)
+                  for family in families)
+    return BoundTarget(target, binary, plans)
+
+
+def _seed_traced_pids(attachment: Attachment, target: Target) -> None:
+    table = attachment.bpf["traced_pids"]
+    for pid in target.processes:
+        table[table.Key(pid)] = table.Leaf(1)
 
 
 def _probe_names(plan: FamilyPlan) -> str:
@@ -132,85 +162,3 @@ def _probe_names(plan: FamilyPlan) -> str:
     names = (site.label.partition(":")[2] if site.mechanism == "usdt" else site.label
              for site in plan.sites)
     return ", ".join(dict.fromkeys(names))
-
-
-class ServerWatch:
-    """Notices traced servers that stop, once each."""
-
-    def __init__(self, targets: Sequence[Target], warn: Callable[[str], None], filtered: bool):
-        self._servers = {server.pid: server for target in targets for server in target.servers}
-        self._warn = warn
-        self._filtered = filtered
-        self._next_check = 0.0
-
-    def check(self, now: float) -> None:
-        if now < self._next_check:
-            return
-        self._next_check = now + LIVENESS_SECONDS
-        for pid, server in list(self._servers.items()):
-            if psutil.pid_exists(pid):
-                continue
-            del self._servers[pid]
-            then = ("a restarted server has a new pid: run dbprobe again to follow it" if self._filtered
-                    else "a server started again from the same binary is traced as it starts")
-            self._warn(f"{server.db} server pid {pid} stopped; still tracing ({then})")
-
-
-class StopRequested:
-    """Set by SIGINT, SIGTERM or SIGHUP; the poll loop checks it between waits."""
-
-    def __init__(self) -> None:
-        self.signal: int | None = None
-
-    def __bool__(self) -> bool:
-        return self.signal is not None
-
-
-@contextmanager
-def stop_on_signals() -> Iterator[StopRequested]:
-    stop = StopRequested()
-
-    def request(number, _frame) -> None:
-        stop.signal = number
-
-    handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    previous = {number: signal.signal(number, request) for number in handled}
-    try:
-        yield stop
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-
-
-def run(trace: Trace, *, duration_s: float | None, interval_s: float | None,
-        on_interval: Callable[[], None], stop: StopRequested, watch: ServerWatch,
-        on_tick: Callable[[], None] | None = None) -> None:
-    """Poll records until stopped; call on_interval every interval_s seconds, on_tick after
-    every poll (at least every POLL_MS)."""
-    deadline = time.monotonic() + duration_s if duration_s else None
-    next_interval = time.monotonic() + interval_s if interval_s else None
-    while not stop:
-        now = time.monotonic()
-        if deadline is not None and now >= deadline:
-            break
-        wait = min([POLL_MS / 1000] + [t - now for t in (deadline, next_interval) if t is not None])
-        trace.collector.poll(max(int(wait * 1000), 0))
-        sys.stdout.flush()  # once per batch of records: a write per line would cost more
-        now = time.monotonic()
-        if next_interval is not None and now >= next_interval:
-            on_interval()
-            next_interval += interval_s
-        watch.check(now)
-        if on_tick is not None:
-            on_tick()
-    trace.collector.drain()
-    sys.stdout.flush()
-
-
-def status(message: str) -> None:
-    print(f"dbprobe: {message}", file=sys.stderr, flush=True)
-
-
-def require_positive(value: float | None, option: str) -> None:
-    if value is not None and value <= 0:
-        raise DbprobeError(f"{option} must be more than zero")

@@ -10,8 +10,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from dbprobe.binary.argspec import ArgSpec
+from dbprobe.binary.arch import Architecture
+from dbprobe.binary.argspec import ArgSpec, ArgSpecError
 from dbprobe.binary.elf import ElfBinary, Symbol, UsdtProbe
+from dbprobe.binary.recipe_args import RecipeArg
 from dbprobe.errors import DbprobeError
 from dbprobe.recipes.load import Family, Hook, Recipe, Variant
 
@@ -87,7 +89,7 @@ def _resolve_variant(recipe: Recipe, variant: Variant, binary: ElfBinary,
     if not hooks:
         raise UnresolvedHook(f"no hooks for version {version}")
     if variant.mechanism == "usdt" and not binary.usdt_probes():
-        raise UnresolvedHook("the binary has no USDT probes (built without --enable-dtrace)")
+        raise UnresolvedHook(f"the binary has no USDT probes ({recipe.usdt_absent})")
     return tuple(site for hook in hooks for site in _hook_sites(recipe, hook, binary))
 
 
@@ -112,7 +114,8 @@ def _usdt_site(hook: Hook, binary: ElfBinary, probe: UsdtProbe, label: str) -> P
     if any(number > len(probe.args) for number in numbers):
         raise UnresolvedHook(f"{label} has {len(probe.args)} arguments, the recipe reads "
                              f"argument {max(numbers)}")
-    args = tuple(probe.args[arg - 1] if isinstance(arg, int) else arg for arg in hook.usdt_args)
+    args = tuple(probe.args[arg - 1] if isinstance(arg, int) else _resolved(arg, binary)
+                 for arg in hook.usdt_args)
     return ProbeSite(
         handler=hook.handler, binary=str(binary.path), file_offset=probe.file_offset,
         ref_ctr_offset=probe.semaphore_offset, on_return=False, args=args,
@@ -123,12 +126,28 @@ def _usdt_site(hook: Hook, binary: ElfBinary, probe: UsdtProbe, label: str) -> P
 
 def _uprobe_sites(hook: Hook, binary: ElfBinary) -> list[ProbeSite]:
     function = find_function(binary, hook.symbol)
+    args = tuple(_resolved(arg, binary) for arg in hook.uprobe_args)
     return [ProbeSite(
         handler=hook.handler, binary=str(binary.path), file_offset=function.file_offset,
-        ref_ctr_offset=0, on_return=hook.on_return, args=hook.uprobe_args,
-        address=function.address, globals=_globals(hook.uprobe_args, binary, hook.symbol),
+        ref_ctr_offset=0, on_return=hook.on_return, args=args,
+        address=function.address, globals=_globals(args, binary, hook.symbol),
         mechanism="uprobe", label=_display_name(hook.symbol) + (" (return)" if hook.on_return else ""),
     )]
+
+
+def _resolved(arg: RecipeArg, binary: ElfBinary) -> ArgSpec:
+    """A recipe's argument in the registers of the binary's architecture."""
+    try:
+        return arg.resolve(_architecture(binary))
+    except ArgSpecError as error:
+        raise UnresolvedHook(str(error)) from None
+
+
+def _architecture(binary: ElfBinary) -> Architecture:
+    arch = binary.architecture
+    if arch is None:
+        raise UnresolvedHook(f"recipes cannot read arguments of {binary.machine} binaries")
+    return arch
 
 
 def _display_name(symbol: str) -> str:

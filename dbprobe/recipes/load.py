@@ -22,7 +22,8 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-from dbprobe.binary.argspec import ArgSpec, ArgSpecError, parse_argspec
+from dbprobe.binary.argspec import ArgSpecError
+from dbprobe.binary.recipe_args import RecipeArg, parse_recipe_arg, placement_error
 from dbprobe.errors import DbprobeError
 
 MECHANISMS = ("usdt", "uprobe")
@@ -39,9 +40,9 @@ class Hook:
     handler: str
     probe: str | None = None  # USDT probe name, without provider
     symbol: str | None = None  # function name for a uprobe
-    # 1-based argument numbers of the USDT probe, or specs read at its site (globals)
-    usdt_args: tuple[int | ArgSpec, ...] = ()
-    uprobe_args: tuple[ArgSpec, ...] = ()  # where the function's arguments live
+    # 1-based argument numbers of the USDT probe, or globals read at its site
+    usdt_args: tuple[int | RecipeArg, ...] = ()
+    uprobe_args: tuple[RecipeArg, ...] = ()  # the function's arguments, return value, globals
     on_return: bool = False
     versions: tuple[SpecifierSet, ...] = ()  # any may match; empty means every version
 
@@ -92,9 +93,11 @@ class Family:
 class Recipe:
     database: str
     usdt_provider: str | None
-    process_names: tuple[str, ...]
+    process_names: tuple[str, ...]  # file names of its server binaries, the preferred one first
     families: dict[str, Family]
     database_oid_global: str | None = None  # the global holding a backend's database OID
+    # Why a build of this server has no USDT probes, for the message when a binary has none.
+    usdt_absent: str = "built without USDT probes"
 
     def family(self, name: str) -> Family:
         try:
@@ -140,10 +143,19 @@ def _recipe_from(document: dict, path: Path) -> Recipe:
     return Recipe(
         database=_require(document, "database", str, where),
         usdt_provider=document.get("usdt_provider"),
-        process_names=tuple(document.get("process_names", ())),
+        process_names=_process_names_from(document.get("process_names", []), where),
         families=families,
         database_oid_global=document.get("database_oid_global"),
+        usdt_absent=document.get("usdt_absent", Recipe.usdt_absent),
     )
+
+
+def _process_names_from(value: object, where: str) -> tuple[str, ...]:
+    """The file names of the server's binaries, which discovery looks for: plain names."""
+    if (not isinstance(value, list)
+            or not all(isinstance(name, str) and name and "/" not in name for name in value)):
+        raise RecipeError(f"{where}: 'process_names' must be a list of binary file names")
+    return tuple(value)
 
 
 def _family_from(name: str, body: dict, folder: Path, where: str) -> Family:
@@ -178,13 +190,11 @@ def _hook_from(body: dict, mechanism: str, where: str) -> Hook:
         if not all(_argument_number(arg) or isinstance(arg, str) for arg in args):
             raise RecipeError(f"{where}: usdt args are argument numbers from 1, or argument specs")
         return Hook(handler=handler, probe=_require(body, "probe", str, where),
-                    usdt_args=tuple(arg if isinstance(arg, int) else _argspec(arg, where)
+                    usdt_args=tuple(arg if isinstance(arg, int) else _argspec(arg, "usdt", where)
                                     for arg in args),
                     versions=versions)
-    specs = tuple(_argspec(arg, where) for arg in args)
     on_return = bool(body.get("return", False))
-    if on_return and any(spec.kind == "symbol" for spec in specs):
-        raise RecipeError(f"{where}: a return probe cannot read globals relative to its site")
+    specs = tuple(_argspec(arg, "return" if on_return else "entry", where) for arg in args)
     return Hook(handler=handler, symbol=_require(body, "symbol", str, where),
                 uprobe_args=specs, on_return=on_return, versions=versions)
 
@@ -193,11 +203,14 @@ def _argument_number(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
-def _argspec(text: object, where: str) -> ArgSpec:
+def _argspec(text: object, site: str, where: str) -> RecipeArg:
     try:
-        return parse_argspec(text)
-    except (ArgSpecError, TypeError, AttributeError) as error:
+        arg = parse_recipe_arg(text)
+    except ArgSpecError as error:
         raise RecipeError(f"{where}: {error}") from None
+    if (why_not := placement_error(arg, site)) is not None:
+        raise RecipeError(f"{where}: {why_not}")
+    return arg
 
 
 def _versions_from(value: object, where: str) -> tuple[SpecifierSet, ...]:

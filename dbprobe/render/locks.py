@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Sequence
 
 from tabulate import tabulate
 
-from dbprobe.engines.mysql import locks as mylocks
-from dbprobe.digest.locks import LockDigest, StatementStats
+from dbprobe.engines.base import NO_MODE
+from dbprobe.engines.registry import engine_for
+from dbprobe.digest.locks import LockDigest, LWLockStats, StatementStats
 from dbprobe.model import Blocker, Deadlock, LockWait, Statement
-from dbprobe.render.queries import _fit, histogram_json, histogram_text, iso_time
+from dbprobe.render.text import (clock_ms, fit, histogram_json, histogram_text, iso_time, span,
+                                 statement_text)
 
 _LWLOCK_MODES = {0: "exclusive", 1: "shared", 2: "wait-until-free"}
 
@@ -21,25 +21,8 @@ _LWLOCK_MODES = {0: "exclusive", 1: "shared", 2: "wait-until-free"}
 ORDINARY_OUTCOMES = ("granted", "ended")
 
 
-@dataclass(frozen=True, slots=True)
-class LWLockStats:
-    tranche: str
-    mode: int
-    waits: int
-    total_ns: int
-    max_ns: int
-
-
-def _clock(wall: float) -> str:
-    return datetime.fromtimestamp(wall).strftime("%H:%M:%S.%f")[:-3]
-
-
 def _text(statement: Statement | None, show_literals: bool) -> str:
-    if statement is None:
-        return "(statement unknown)"
-    if show_literals:
-        return " ".join(statement.text.split())
-    return statement.fingerprint.text
+    return "(statement unknown)" if statement is None else statement_text(statement, show_literals)
 
 
 def _state_seconds(blocker: Blocker, at: float) -> float | None:
@@ -52,7 +35,7 @@ def _blocker_line(blocker: Blocker, show_literals: bool, at: float) -> str:
     state = blocker.state if seconds is None else f"{blocker.state} for {seconds:.1f} s"
     holds = f", holds {'+'.join(blocker.modes)}" if blocker.modes else ""
     session = " (session lock)" if blocker.session else ""
-    via = " [pg_blocking_pids]" if blocker.source == "pg_blocking_pids" else ""
+    via = f" [{blocker.source}]" if blocker.source != "dbprobe" else ""  # the server's own view
     return f"    blocker: pid {blocker.pid}, {state}{holds}{session}{via}: {_text(blocker.statement, show_literals)}"
 
 
@@ -60,22 +43,19 @@ def wait_lines(wait: LockWait, *, show_literals: bool, width: int | None, waited
     """A wait as a few lines: what, how long, the waiter's statement, each blocker."""
     at = _moment(wait, waited_ms)
     if wait.end is None:
-        when, how = _clock(at), f"WAITING {waited_ms or 0:.0f} ms so far"
+        when, how = clock_ms(at), f"WAITING {waited_ms or 0:.0f} ms so far"
     else:
-        when, how = _clock(at), f"waited {wait.wait_ms:.1f} ms"
+        when, how = clock_ms(at), f"waited {wait.wait_ms:.1f} ms"
         if wait.outcome not in ORDINARY_OUTCOMES:
             how += f" ({wait.outcome})"
-    what = wait.target_name if wait.mode == mylocks.NO_MODE else f"{wait.mode} on {wait.target_name}"
+    what = wait.target_name if wait.mode == NO_MODE else f"{wait.mode} on {wait.target_name}"
     head = f"{when} pid {wait.pid} {wait.database or '-'}: {how} for {what}"
     lines = [head, f"    waiter:  {_text(wait.statement, show_literals)}"]
     if wait.blockers:
         lines += [_blocker_line(blocker, show_literals, at) for blocker in wait.blockers]
-    elif wait.db == "postgresql":
-        lines.append("    blocker: not seen (it took the lock before dbprobe attached, or holds a "
-                     "virtual transaction id; --dsn asks the server)")
     else:
-        lines.append(f"    blocker: unknown ({mylocks.blocker_hint(wait.db, wait.target)})")
-    return [_fit(line, width) for line in lines]
+        lines.append(f"    blocker: {engine_for(wait.db).unseen_blocker(wait.target)}")
+    return [fit(line, width) for line in lines]
 
 
 def _moment(wait: LockWait, waited_ms: float | None) -> float:
@@ -125,10 +105,10 @@ def _rounded_ms(seconds: float | None) -> float | None:
 
 
 def deadlock_lines(deadlock: Deadlock, *, show_literals: bool, width: int | None) -> list[str]:
-    lines = [f"{_clock(deadlock.ts)} DEADLOCK: pid {deadlock.victim} was chosen as the victim"]
+    lines = [f"{clock_ms(deadlock.ts)} DEADLOCK: pid {deadlock.victim} was chosen as the victim"]
     for wait in deadlock.waits:
         lines += ["  " + line for line in wait_lines(wait, show_literals=show_literals, width=width)]
-    return [_fit(line, width) for line in lines]
+    return [fit(line, width) for line in lines]
 
 
 def deadlock_json(deadlock: Deadlock, *, show_literals: bool) -> str:
@@ -140,9 +120,8 @@ def deadlock_json(deadlock: Deadlock, *, show_literals: bool) -> str:
 
 def digest_text(digest: LockDigest, lwlocks: Sequence[LWLockStats], *, started: float,
                 ended: float, still_waiting: int, lost: int, width: int | None, top: int = 10) -> str:
-    span = f"{datetime.fromtimestamp(started):%H:%M:%S} to {datetime.fromtimestamp(ended):%H:%M:%S}"
     lines = [
-        f"# Lock-wait digest, {span} ({max(ended - started, 0):.1f} s)",
+        f"# Lock-wait digest, {span(started, ended)}",
         f"# {digest.waits:,} waits ended, {still_waiting:,} still waiting, "
         f"{len(digest.deadlocks):,} deadlocks; {lost:,} events lost",
         "",
@@ -176,7 +155,7 @@ def _statement_table(stats: Sequence[StatementStats], count_header: str, width: 
 
 def _table(rows: list[list], headers: list[str], width: int | None) -> list[str]:
     table = tabulate(rows, headers=headers, tablefmt="simple", floatfmt=".1f", intfmt=",")
-    return [_fit(line, width) for line in table.splitlines()]
+    return [fit(line, width) for line in table.splitlines()]
 
 
 def summary_json(digest: LockDigest, lwlocks: Sequence[LWLockStats], *, started: float, ended: float,

@@ -1,65 +1,35 @@
-"""Transactions: the digest of those that ended, and their rendering."""
+"""Rendering transactions: live lines, JSON objects, the digest."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from datetime import datetime
 
 from tabulate import tabulate
 
+from dbprobe.digest.txns import TxnDigest
+from dbprobe.kernel.maps import TxnTotals
 from dbprobe.model import Statement, Transaction
-from dbprobe.render.queries import _fit, histogram_json, histogram_text, iso_time
+from dbprobe.render.text import (clock_ms, fit, histogram_json, histogram_text, iso_time, span,
+                                 statement_text)
 
-LONGEST_KEPT = 10
 _LIVE_HEADER = f"{'TIME':<12} {'PID':<7} {'DATABASE':<12} {'VXID':<10} {'MS':>10} {'OUTCOME':<7} {'STMTS':>5} {'IDLE MS':>9} STATEMENTS"
 
 
-@dataclass(slots=True)
-class TxnDigest:
-    """Transactions at or over the threshold; the longest kept with their statements."""
-
-    seen: int = 0
-    longest: list[Transaction] = field(default_factory=list)
-
-    def add(self, txn: Transaction) -> None:
-        self.seen += 1
-        self.longest.append(txn)
-        self.longest.sort(key=lambda t: -t.duration_ms)
-        del self.longest[LONGEST_KEPT:]
-
-
-@dataclass(frozen=True, slots=True)
-class TxnTotals:
-    """What the kernel counted of every transaction, whatever its duration."""
-
-    commits: int
-    aborts: int
-    total_ns: int
-    histogram: tuple[int, ...]
-
-    def __sub__(self, earlier: "TxnTotals") -> "TxnTotals":
-        return TxnTotals(self.commits - earlier.commits, self.aborts - earlier.aborts,
-                         self.total_ns - earlier.total_ns,
-                         tuple(a - b for a, b in zip(self.histogram, earlier.histogram)))
-
-
 def _statements(statements: tuple[Statement, ...], count: int, show_literals: bool) -> str:
-    texts = [" ".join(s.text.split()) if show_literals else s.fingerprint.text for s in statements]
+    texts = [statement_text(s, show_literals) for s in statements]
     more = count - len(statements)
     return "; ".join(texts) + (f"; ... {more} more" if more > 0 else "")
 
 
 def live_header(width: int | None) -> str:
-    return _fit(_LIVE_HEADER, width)
+    return fit(_LIVE_HEADER, width)
 
 
 def live_line(txn: Transaction, *, show_literals: bool, width: int | None) -> str:
-    clock = datetime.fromtimestamp(txn.end).strftime("%H:%M:%S.%f")[:-3]
-    line = (f"{clock:<12} {txn.pid:<7} {(txn.database or '-')[:12]:<12} {txn.vxid or '-':<10} "
+    line = (f"{clock_ms(txn.end):<12} {txn.pid:<7} {(txn.database or '-')[:12]:<12} {txn.vxid or '-':<10} "
             f"{txn.duration_ms:>10.2f} {txn.outcome:<7} {txn.statement_count:>5} {txn.idle_ms:>9.1f} "
             f"{_statements(txn.statements, txn.statement_count, show_literals)}")
-    return _fit(line, width)
+    return fit(line, width)
 
 
 def txn_record(txn: Transaction, *, show_literals: bool) -> dict:
@@ -75,7 +45,7 @@ def txn_record(txn: Transaction, *, show_literals: bool) -> dict:
         "duration_ms": round(txn.duration_ms, 3),
         "outcome": txn.outcome,
         "statement_count": txn.statement_count,
-        "statements": [{"query": " ".join(s.text.split()) if show_literals else s.fingerprint.text,
+        "statements": [{"query": statement_text(s, show_literals),
                         "fingerprint": s.fingerprint.id} for s in txn.statements],
         "idle_in_txn_ms": round(txn.idle_ms, 3),
         "source": txn.mechanism,
@@ -92,8 +62,7 @@ def digest_text(digest: TxnDigest, totals: TxnTotals, *, started: float, ended: 
     count = totals.commits + totals.aborts
     mean = totals.total_ns / count / 1e6 if count else 0.0
     lines = [
-        f"# Transaction digest, {datetime.fromtimestamp(started):%H:%M:%S} to "
-        f"{datetime.fromtimestamp(ended):%H:%M:%S} ({seconds:.1f} s)",
+        f"# Transaction digest, {span(started, ended)}",
         f"# {count:,} transactions seen in the kernel ({count / seconds if seconds else 0:,.1f}/s, "
         f"mean {mean:.3f} ms): {totals.commits:,} commits, {totals.aborts:,} aborts",
         f"# {digest.seen:,} at or over {threshold_ms:g} ms; {lost:,} events lost",
@@ -105,7 +74,7 @@ def digest_text(digest: TxnDigest, totals: TxnTotals, *, started: float, ended: 
                 for rank, t in enumerate(digest.longest, start=1)]
         table = tabulate(rows, headers=["Rank", "PID", "VXID", "MS", "Outcome", "Stmts", "Idle ms", "Statements"],
                          tablefmt="simple", floatfmt=".1f", intfmt=",")
-        lines += ["Longest transactions:", *(_fit(line, width) for line in table.splitlines()), ""]
+        lines += ["Longest transactions:", *(fit(line, width) for line in table.splitlines()), ""]
     lines += ["Duration of all transactions (kernel histogram):", histogram_text(totals.histogram, unit="us")]
     return "\n".join(lines)
 

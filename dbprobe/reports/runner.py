@@ -11,7 +11,9 @@ from __future__ import annotations
 import time
 from typing import Callable, Protocol, Sequence
 
-from dbprobe.kernel.trace import ServerWatch, Trace, TraceRequest, run, status, stop_on_signals
+from dbprobe.kernel.loop import ServerWatch, run, stop_on_signals
+from dbprobe.kernel.trace import Trace, TraceRequest
+from dbprobe.render.output import status
 
 
 class Report(Protocol):
@@ -27,7 +29,7 @@ def trace_reports(reports: Sequence[Report], request: TraceRequest, *, duration_
                   interval_s: float | None, on_attached: Callable[[], None] | None = None,
                   on_tick: Callable[[float], None] | None = None) -> None:
     """Attach, report live until stopped, print each report's digest; detach on every path."""
-    with stop_on_signals() as stop, Trace(request) as trace:
+    with stop_on_signals() as stop, Trace.open(request) as trace:
         for report in reports:
             report.attach_to(trace)
         status(f"tracing {'; '.join(report.description for report in reports)}; "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
 import subprocess
@@ -16,17 +17,22 @@ import psycopg
 import pytest
 
 from dbprobe.discover.processes import (
-    MARIADB,
-    POSTGRESQL,
     ServerProcess,
     backend_info,
     find_servers,
     ns_pid_of,
     server_for_pid,
 )
+from dbprobe.discover.replaced import SCAN_EVERY_S, BinaryWatch
+from dbprobe.discover.targets import choose_targets
 from dbprobe.errors import DbprobeError
-from dbprobe.demo.server import ThrowawayMariaDB, ThrowawayPostgres, make_usdt_less_copy
+from dbprobe.demo.server import ThrowawayPostgres, installed_postgres_bindir
+from tests.support.chroot import ChrootedPostgres
+from tests.support.mariadb import ThrowawayMariaDB
+from tests.support.pgcopy import make_usdt_less_copy
+from tests.support.tracing import DbprobeRun, Finished, run_dbprobe
 
+POSTGRESQL, MARIADB = "postgresql", "mariadb"
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0, reason="needs root to read other users' /proc/PID/exe (CI runs as root)"
 )
@@ -199,7 +205,7 @@ def test_server_for_our_own_pid_is_refused() -> None:
         server_for_pid(own.pid)
     assert (
         str(raised.value)
-        == f"pid {own.pid} ({own.name()}) is not a PostgreSQL or MySQL/MariaDB server process"
+        == f"pid {own.pid} ({own.name()}) is not a PostgreSQL, MariaDB or MySQL server process"
     )
 
 
@@ -255,3 +261,117 @@ def test_binary_replaced_while_running(copied_postgres_bindir: Path) -> None:
         assert server.binary == f"/proc/{pg_server.pid}/exe"
         assert server.binary_in_root == str(binary)
         assert server.version == server_version(pg_server)
+
+
+# -- a server in a plain chroot ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def chrooted_postgres() -> Iterator[ChrootedPostgres]:
+    if os.geteuid() != 0:
+        pytest.skip("chroot needs root (CI runs as root)")
+    with ChrootedPostgres() as server:
+        yield server
+
+
+def test_server_in_a_plain_chroot_is_found_through_its_host_path(chrooted_postgres: ChrootedPostgres) -> None:
+    server = the_server(chrooted_postgres.pid)
+    assert server.db == POSTGRESQL and server.version == server_version_of(chrooted_postgres)
+    # /proc/PID/exe names the host's path (the chroot is in our mount namespace), not the
+    # path inside the root: that is the one to open through /proc/PID/root.
+    assert server.binary == f"/proc/{chrooted_postgres.pid}/root{chrooted_postgres.binary_inside}"
+    assert os.path.samefile(server.binary, chrooted_postgres.binary_on_host)
+    assert server.binary_in_root == chrooted_postgres.binary_inside
+    assert server.root == str(chrooted_postgres.root)
+    assert server.user == "postgres"
+    assert (server.data_dir, server.port) == ("/data", chrooted_postgres.port)
+    assert (server.container, server.ns_pid, server.binary_deleted) == (None, None, False)
+    assert len(server.processes) > 1  # the postmaster's children are found too
+
+
+def server_version_of(server: ChrootedPostgres) -> str:
+    with server.connect() as connection:
+        return connection.execute("SELECT current_setting('server_version')").fetchone()[0].split()[0]
+
+
+def test_slow_traces_a_chrooted_server_and_a_plain_one_together(
+    chrooted_postgres: ChrootedPostgres, pg_server: ThrowawayPostgres, require_root_bpf
+) -> None:
+    # Without -p, dbprobe traces every server it finds: both binaries, one program.
+    run = DbprobeRun(["slow", "--json", "--threshold", "150ms"])
+    run.wait_attached()
+    with chrooted_postgres.connect() as chrooted, pg_server.connect() as plain:
+        backends = {}
+        for name, connection in (("chrooted", chrooted), ("plain", plain)):
+            backends[name] = connection.execute("SELECT pg_backend_pid()").fetchone()[0]
+            connection.execute("SELECT pg_sleep(0.2)")
+    finished = run.finish(settle_s=0.5)
+
+    seen = {query["pid"] for query in finished.events("query") if query["query"] == "SELECT pg_sleep(?)"}
+    assert {backends["chrooted"], backends["plain"]} <= seen, finished.stderr
+    assert f"pid {chrooted_postgres.pid} (" in finished.stderr
+    assert f"query: /proc/{chrooted_postgres.pid}/root{chrooted_postgres.binary_inside} via usdt" in finished.stderr
+    assert "not traced" not in finished.stderr and "not tracing" not in finished.stderr
+
+
+# -- binaries replaced on disk, --binary ---------------------------------------------------------
+
+
+@needs_root
+def test_a_replaced_binary_and_the_restarted_server_are_told(copied_postgres_bindir: Path) -> None:
+    binary = copied_postgres_bindir / "postgres"
+    with ThrowawayPostgres(bindir=copied_postgres_bindir) as pg_server:
+        traced = choose_targets(pid=pg_server.pid, binary=None, databases=(POSTGRESQL,))
+        # Its clock moves a scan interval at each reading: every check looks for servers.
+        watch = BinaryWatch(traced, clock=itertools.count(step=SCAN_EVERY_S).__next__)
+        assert watch.check() == []
+        assert watch.restart_is_traced(traced[0].servers[0]) is True
+
+        replacement = binary.with_name("postgres.new")  # as dpkg installs a new version
+        shutil.copy2(binary, replacement)
+        os.replace(replacement, binary)
+        (replaced_line,) = watch.check()
+        assert replaced_line.startswith(f"{binary} was replaced on disk by a new file")
+        assert "is not traced: run dbprobe again" in replaced_line
+        assert watch.restart_is_traced(traced[0].servers[0]) is False
+
+        old_pid = pg_server.pid
+        pg_server.restart()
+        assert pg_server.pid != old_pid
+        assert watch.check() == [f"PostgreSQL server pid {pg_server.pid} runs the new {binary} and "
+                                 f"is not traced: run dbprobe again to trace it"]
+        assert watch.check() == []
+
+
+@needs_root
+def test_binary_option_names_the_servers_running_it(pg_server: ThrowawayPostgres, require_root_bpf) -> None:
+    binary = os.path.realpath(pg_server.bindir / "postgres")
+    finished = run_dbprobe("slow", "--binary", binary, "--duration", "1")
+    assert finished.returncode == 0, finished.stderr
+    assert f"pid {pg_server.pid} (" in finished.stderr
+    assert "no server running yet" not in finished.stderr
+
+
+def assert_one_line_error(finished: Finished, expected: str) -> None:
+    assert finished.returncode == 2, (finished.stdout, finished.stderr)
+    assert finished.stderr.splitlines() == [f"dbprobe: error: {expected}"]
+
+
+@needs_root
+def test_binary_option_refuses_what_is_no_server_binary_of_this_machine(tmp_path: Path, require_root_bpf) -> None:
+    fifo = tmp_path / "postgres"
+    os.mkfifo(fifo)
+    assert_one_line_error(run_dbprobe("slow", "--binary", str(fifo)),
+                          f"--binary {fifo}: a named pipe (FIFO), not a server binary")
+    assert_one_line_error(run_dbprobe("locks", "--binary", "/dev/null"),
+                          "--binary /dev/null: a character device, not a server binary")
+
+    foreign = tmp_path / "aarch64" / "postgres"  # the server, its header saying AArch64
+    foreign.parent.mkdir()
+    shutil.copy(os.path.realpath(installed_postgres_bindir() / "postgres"), foreign)
+    with open(foreign, "r+b") as file:
+        file.seek(18)  # e_machine
+        file.write((183).to_bytes(2, "little"))  # EM_AARCH64
+    finished = run_dbprobe("slow", "--binary", str(foreign))
+    assert_one_line_error(finished, f"--binary {foreign}: built for aarch64, and this machine is "
+                                    f"x86_64: only its own binaries can be traced")

@@ -20,18 +20,10 @@ from dbprobe.recipes.bind import plan_family
 from dbprobe.kernel.program import Parameters, build_program
 from dbprobe.recipes.load import load_recipe
 from tests.support.sdtbin import compile_c
-from tests.support.tracing import Finished, dbprobe_uprobe_events, run_dbprobe, semaphore_value
+from tests.support.tracing import Finished, assert_one_line_error, run_dbprobe, semaphore_value,
+                                  uprobe_events_left
 
 REPOSITORY = Path(__file__).resolve().parents[2]
-
-
-def assert_one_line_error(finished: Finished, *fragments: str) -> None:
-    assert finished.returncode == 2, (finished.stdout, finished.stderr)
-    assert "Traceback" not in finished.stderr
-    lines = finished.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("dbprobe: error: "), finished.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 @pytest.mark.parametrize("command", ["slow", "locks", "txn"])
@@ -43,7 +35,7 @@ def test_pid_that_is_not_a_database(require_root_bpf):
     sleeper = subprocess.Popen(["sleep", "60"])
     try:
         assert_one_line_error(run_dbprobe("slow", "-p", str(sleeper.pid)),
-                              f"pid {sleeper.pid}", "is not a PostgreSQL or MySQL/MariaDB server")
+                              f"pid {sleeper.pid}", "is not a PostgreSQL, MariaDB or MySQL server")
     finally:
         sleeper.kill()
 
@@ -122,7 +114,7 @@ def test_a_failed_attach_leaves_nothing_attached(pg_server, require_root_bpf):
             attachment.attach(group_sites(plan.sites + (broken,)))
         assert attachment.attached == 0
         assert semaphore_value(pg_server.pid, binary.path, query_start.semaphore) == 0
-        assert dbprobe_uprobe_events(os.getpid()) == []  # not even libbcc's tracefs fallback
+        assert uprobe_events_left({os.getpid()}) == []  # not even libbcc's tracefs fallback
     finally:
         attachment.close()
 

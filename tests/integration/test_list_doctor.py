@@ -11,11 +11,12 @@ import re
 import tomllib
 from pathlib import Path
 
-from dbprobe.demo.server import ThrowawayMariaDB, ThrowawayPostgres
+from dbprobe.demo.server import ThrowawayPostgres
+from tests.support.mariadb import ThrowawayMariaDB
 from tests.support.tracing import Finished, run_dbprobe
 
 LIST_FIELDS = {"db", "version", "pid", "ns_pid", "container", "binary", "host_binary", "binary_deleted",
-               "data_dir", "port", "user", "processes", "recipe_error", "families", "backends"}
+               "root", "data_dir", "port", "user", "processes", "recipe_error", "families", "backends"}
 DOCTOR_MACHINE_CHECKS = ("privileges", "kernel", "kernel config", "btf", "tracefs", "uprobes", "bcc",
                          "kernel headers", "bpf", "ring buffer")
 
@@ -111,7 +112,7 @@ def test_list_of_a_process_that_is_no_server_is_one_error_line(require_root_bpf:
     finished = run_dbprobe("list", "-p", str(os.getpid()))
     assert finished.returncode == 2
     assert len(finished.stderr.splitlines()) == 1
-    assert "is not a PostgreSQL or MySQL/MariaDB server process" in finished.stderr
+    assert "is not a PostgreSQL, MariaDB or MySQL server process" in finished.stderr
 
 
 def test_doctor_passes_on_this_machine_and_checks_each_server(

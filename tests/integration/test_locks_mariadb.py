@@ -11,19 +11,15 @@ from __future__ import annotations
 
 import re
 import signal
-import threading
 import time
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
 
 import pytest
 
+from tests.support.sessions import TOLERANCE_MS, Hold, Waiter, assert_waited, run
 from tests.support.tracing import DbprobeRun, Finished
 
 HOLD_S = 1.2  # how long the holder keeps its lock once the waiter queues
-TOLERANCE_MS = 400  # scheduling on a busy machine; never below the true wait
-CLOCK_SLACK_S = 0.05  # dbprobe's wall clock (from kernel monotonic times) against the test's
 SCHEMA = "dbprobe_locks"
 # A wait's first line in the text report, once it has ended.
 ENDED_WAIT = re.compile(r"^[\d:.]+ pid (?P<pid>\d+) -: waited (?P<ms>[\d.]+) ms"
@@ -52,34 +48,6 @@ def connect(server):
                                    autocommit=True)
 
 
-def run(connection, sql: str) -> list:
-    cursor = connection.cursor()
-    cursor.execute(sql)
-    rows = cursor.fetchall() if cursor.with_rows else []
-    cursor.close()
-    return rows
-
-
-class Waiter:
-    """A statement run on its own thread, which blocks until the lock it waits for is free."""
-
-    def __init__(self, connection, sql: str):
-        self.rows: list | None = None
-        self.error: Exception | None = None
-        self._thread = threading.Thread(target=self._run, args=(connection, sql), daemon=True)
-        self._thread.start()
-
-    def _run(self, connection, sql: str) -> None:
-        try:
-            self.rows = run(connection, sql)
-        except Exception as error:  # a lock wait timeout is expected in one test
-            self.error = error
-
-    def join(self) -> None:
-        self._thread.join(30)
-        assert not self._thread.is_alive(), "the waiting statement never finished"
-
-
 def trace(server, *options: str) -> DbprobeRun:
     tracing = DbprobeRun(["locks", *options, "-p", str(server.pid)])
     tracing.wait_attached()
@@ -91,27 +59,6 @@ def stop(tracing: DbprobeRun) -> Finished:
     finished = tracing.stop(signal.SIGTERM)
     assert finished.returncode == 0, finished.stderr
     return finished
-
-
-@dataclass
-class Hold:
-    """When the test queued the waiter, asked the holder to let go, and heard it had."""
-
-    queued: float = 0.0
-    releasing: float = 0.0
-    released: float = 0.0
-
-
-def wall(iso: str) -> float:
-    return datetime.fromisoformat(iso).timestamp()
-
-
-def assert_waited(wait: dict, hold: Hold) -> None:
-    """The wait began after the waiter was queued and ended when the holder let go."""
-    start, end = wall(wait["start"]), wall(wait["ts"])
-    assert hold.queued - CLOCK_SLACK_S <= start <= hold.releasing, (wait, hold)
-    assert hold.releasing - CLOCK_SLACK_S <= end < hold.released + TOLERANCE_MS / 1000, (wait, hold)
-    assert wait["wait_ms"] == pytest.approx((end - start) * 1000, abs=0.01)
 
 
 def test_row_lock_wait_with_the_waiters_statement(mariadb, table):
@@ -147,6 +94,30 @@ def test_row_lock_wait_with_the_waiters_statement(mariadb, table):
     (target,) = summary["targets"]
     assert (target["target"], target["locktype"], target["waits"]) == ("an InnoDB row lock", "row lock", 1)
     assert summary["waiting_statements"][0]["query"] == wait["query"]
+
+
+@pytest.mark.parametrize("output", ["--json", "text"])
+def test_double_quoted_string_literals_are_hidden(mariadb, table, output):
+    # "..." is a string in MySQL's dialect, not an identifier: its value is a literal to hide.
+    with connect(mariadb) as holder, connect(mariadb) as waiting:
+        tracing = trace(mariadb, *([output] if output == "--json" else []))
+        run(holder, "BEGIN")
+        run(holder, f"UPDATE {table} SET v = 1 WHERE id = 3")
+        waiter = Waiter(waiting, f'UPDATE {table} SET v = LENGTH("secret-value") WHERE id = 3')
+        time.sleep(0.3)
+        run(holder, "COMMIT")
+        waiter.join()
+        finished = stop(tracing)
+
+    assert waiter.error is None, waiter.error
+    normalised = f"UPDATE {table} SET v = LENGTH(?) WHERE id = ?"
+    if output == "--json":
+        (wait,) = finished.events("lock_wait")
+        assert wait["query"] == normalised
+        assert finished.events("summary")[-1]["waiting_statements"][0]["query"] == normalised
+    else:
+        assert f"    waiter:  {normalised}" in finished.stdout.splitlines(), finished.stdout
+    assert "secret-value" not in finished.stdout
 
 
 def test_metadata_lock_wait_is_one_wait_however_many_seconds(mariadb, table):

@@ -1,6 +1,8 @@
 """``dbprobe locks --binary`` on the MySQL stand-in (tests/fixtures/mysql8_standin.cc), real BPF.
 
-No MySQL server package is reachable here. The stand-in reports its waits as mysqld does:
+A real MySQL 9 server is traced in test_locks_mysql_real.py; MySQL 5.x and 8.0 builds are
+imitated here, since no package of theirs is reachable. The stand-in reports its waits as
+mysqld does:
 thd_wait_begin/thd_wait_end (C++ functions as in MySQL 8, C ones in the 5.6 flavour) and
 metadata-lock waits in MDL_wait::timed_wait, a second at a time; its statements arrive
 through dispatch_command in either layout the MySQL recipe knows. This proves the recipe

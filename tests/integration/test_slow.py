@@ -12,7 +12,7 @@ import time
 import pytest
 
 from dbprobe.binary.elf import ElfBinary
-from tests.support.tracing import DbprobeRun, dbprobe_uprobe_events, semaphore_value
+from tests.support.tracing import DbprobeRun, semaphore_value, uprobe_events_left
 
 SLOW_S = 0.25
 THRESHOLD = "120ms"
@@ -137,7 +137,7 @@ def test_detach_lowers_the_usdt_semaphores(pg_server, require_root_bpf):
         assert finished.returncode == 0, finished.stderr
         assert semaphore_value(backend, binary.path, probe.semaphore) == before
     assert semaphore_value(postmaster, binary.path, probe.semaphore) == before
-    assert dbprobe_uprobe_events(run.process.pid) == []
+    assert uprobe_events_left({run.process.pid}) == []
 
 
 def test_pid_filter_ignores_other_servers_of_the_same_binary(pg_server, require_root_bpf):

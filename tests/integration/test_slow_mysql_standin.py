@@ -1,9 +1,10 @@
 """``dbprobe slow --binary`` on the MySQL stand-in (tests/fixtures/mysql8_standin.cc), real BPF.
 
-No MySQL server package is reachable here: the stand-in exports dispatch_command with the
+A real MySQL 9 server is traced in test_slow_mysql_real.py; no MySQL 5.x or 8.0 package is
+reachable here, so their builds are imitated: the stand-in exports dispatch_command with the
 mangled name and argument layout of MySQL 8 (and of MySQL 5.6, the other layout the recipe
-knows), reads each command into a network buffer and writes its reply over it, as mysqld
-does. dbprobe attaches to the binary before any process runs it.
+knows, and the 5.x USDT probes), reads each command into a network buffer and writes its
+reply over it, as mysqld does. dbprobe attaches to the binary before any process runs it.
 """
 
 from __future__ import annotations

@@ -15,12 +15,9 @@ import psutil
 import pytest
 
 from dbprobe.errors import DbprobeError
-from dbprobe.demo.server import (
-    ThrowawayMariaDB,
-    ThrowawayPostgres,
-    has_usdt_notes,
-    installed_postgres_bindir,
-)
+from dbprobe.demo.server import ThrowawayPostgres, installed_postgres_bindir
+from tests.support.mariadb import ThrowawayMariaDB
+from tests.support.pgcopy import has_usdt_notes
 
 
 def expected_server_uid(os_user: str) -> int:

@@ -4,7 +4,7 @@ Where no registry can be reached, ``docker import`` of a bootstrapped root file 
 stands in for the ``debian:bookworm-slim`` image: the same suite and apt sources (main,
 -updates, -security), and, like the official slim images, no documentation installed and
 dpkg without fsync. It is bootstrapped from the Debian mirror apt already uses on this
-host, or deb.debian.org.
+host (tests/support/apt_sources.py), and its sources name that mirror.
 
 Bootstrapping takes about a minute, so the tarball is kept in a cache directory, named by
 the day it was made: later runs that day reuse it, the first run of a new day replaces it.
@@ -13,20 +13,16 @@ the day it was made: later runs that day reuse it, the first run of a new day re
 from __future__ import annotations
 
 import datetime
-import glob
 import os
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
+
+from tests.support.apt_sources import debian_mirror, host_apt_sources, mirror_for
 
 SUITE = "bookworm"
-DEFAULT_MIRROR = "http://deb.debian.org/debian"
-DEFAULT_SECURITY_MIRROR = "http://deb.debian.org/debian-security"
-APT_SOURCE_FILES = ("/etc/apt/sources.list", "/etc/apt/sources.list.d/*.list",
-                    "/etc/apt/sources.list.d/*.sources")
 DEBOOTSTRAP_TIMEOUT_S = 900
 
 # What the official slim images configure, so builds on this base behave the same.
@@ -42,63 +38,11 @@ SLIM_CONFIGURATION = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class AptSource:
-    uri: str
-    suites: tuple[str, ...]
-
-
-def parse_apt_sources(text: str) -> list[AptSource]:
-    """The ``deb`` entries of a sources.list (one-line) or .sources (deb822) text."""
-    if any(line.lower().startswith(("types:", "uris:")) for line in text.splitlines()):
-        return _parse_deb822(text)
-    sources = []
-    for line in text.splitlines():
-        fields = line.split("#", 1)[0].split()
-        if len(fields) >= 3 and fields[0] == "deb":
-            rest = fields[1:]
-            if rest[0].startswith("["):  # options: [arch=amd64 signed-by=...]
-                while rest and not rest[0].endswith("]"):
-                    rest = rest[1:]
-                rest = rest[1:]
-            if len(rest) >= 2:
-                sources.append(AptSource(rest[0], (rest[1],)))
-    return sources
-
-
-def _parse_deb822(text: str) -> list[AptSource]:
-    sources = []
-    for stanza in text.split("\n\n"):
-        fields = {}
-        for line in stanza.splitlines():
-            if line.startswith("#") or ":" not in line:
-                continue
-            name, _, value = line.partition(":")
-            fields[name.strip().lower()] = value.split()
-        if "deb" in fields.get("types", []) and fields.get("enabled", ["yes"])[0] != "no":
-            sources += [AptSource(uri, tuple(fields.get("suites", []))) for uri in fields.get("uris", [])]
-    return sources
-
-
-def host_apt_sources(patterns: Iterable[str] = APT_SOURCE_FILES) -> list[AptSource]:
-    sources = []
-    for pattern in patterns:
-        for path in sorted(glob.glob(pattern)):
-            try:
-                sources += parse_apt_sources(Path(path).read_text(errors="replace"))
-            except OSError:
-                continue
-    return sources
-
-
-def mirror_for(suite: str, sources: Iterable[AptSource], default: str) -> str:
-    return next((source.uri.rstrip("/") for source in sources if suite in source.suites), default)
-
-
-def sources_list(suite: str, mirror: str, security_mirror: str) -> str:
+def sources_list(suite: str, mirror: str, security_mirror: str | None) -> str:
+    """A stable suite's sources: main, -updates, and -security where the host has a mirror for it."""
     return (f"deb {mirror} {suite} main\n"
             f"deb {mirror} {suite}-updates main\n"
-            f"deb {security_mirror} {suite}-security main\n")
+            + (f"deb {security_mirror} {suite}-security main\n" if security_mirror else ""))
 
 
 def rootfs_tarball(cache_dir: Path, progress: Callable[[str], None], suite: str = SUITE) -> Path:
@@ -111,14 +55,14 @@ def rootfs_tarball(cache_dir: Path, progress: Callable[[str], None], suite: str 
         progress(f"base image: reusing {tarball.name} from the cache")
         return tarball
     sources = host_apt_sources()
-    mirror = mirror_for(suite, sources, DEFAULT_MIRROR)
-    security_mirror = mirror_for(f"{suite}-security", sources, DEFAULT_SECURITY_MIRROR)
+    mirror = debian_mirror(sources)
+    security_mirror = mirror_for(f"{suite}-security", sources)
     progress(f"base image: debootstrap {suite} from {mirror} (about a minute)")
     cache_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="dbprobe-rootfs-"))
     try:
         rootfs = work / "rootfs"
-        _debootstrap(suite, mirror, rootfs, work / "debootstrap.log")
+        debootstrap(suite, mirror, rootfs, work / "debootstrap.log")
         _configure(rootfs, sources_list(suite, mirror, security_mirror))
         partial = cache_dir / f".{tarball.name}.{os.getpid()}"
         subprocess.run(["tar", "--numeric-owner", "-I", "gzip -1", "-C", str(rootfs), "-cf",
@@ -132,7 +76,8 @@ def rootfs_tarball(cache_dir: Path, progress: Callable[[str], None], suite: str 
     return tarball
 
 
-def _debootstrap(suite: str, mirror: str, rootfs: Path, log: Path) -> None:
+def debootstrap(suite: str, mirror: str, rootfs: Path, log: Path) -> None:
+    """A minimal (minbase) `suite` in `rootfs`; its apt lists are left for apt to use."""
     with log.open("wb") as output:
         completed = subprocess.run(["debootstrap", "--variant=minbase", suite, str(rootfs), mirror],
                                    stdout=output, stderr=subprocess.STDOUT, timeout=DEBOOTSTRAP_TIMEOUT_S)
@@ -143,8 +88,17 @@ def _debootstrap(suite: str, mirror: str, rootfs: Path, log: Path) -> None:
 
 def _configure(rootfs: Path, sources: str) -> None:
     (rootfs / "etc/apt/sources.list").write_text(sources)
+    apply_slim_configuration(rootfs)
+    remove_package_caches(rootfs)
+
+
+def apply_slim_configuration(rootfs: Path) -> None:
     for relative, text in SLIM_CONFIGURATION.items():
         (rootfs / relative).write_text(text)
+
+
+def remove_package_caches(rootfs: Path) -> None:
+    """Downloaded packages and package lists: an image has no use for them."""
     for leftover in [*rootfs.glob("var/cache/apt/archives/*.deb"), *rootfs.glob("var/cache/apt/*.bin"),
                      *(path for path in rootfs.glob("var/lib/apt/lists/*") if path.is_file())]:
         leftover.unlink()

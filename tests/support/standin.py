@@ -1,8 +1,9 @@
 """A stand-in for MySQL's mysqld (tests/fixtures/mysql8_standin.cc): built with g++, driven
 over its stdin.
 
-No MySQL server package can be installed where the tests run, so the MySQL recipe is
-tested against this small program: it has dispatch_command with MySQL's mangled name and
+Only Debian unstable's MySQL 9 can be installed where the tests run (see
+contained_mysql.py), so the MySQL recipe's other layouts are tested against this small
+program: it has dispatch_command with MySQL's mangled name and
 argument layout, MySQL's network-buffer behaviour and a version string, and "runs" the
 statements it is sent for as long as each one asks, reporting the row-lock, metadata-lock
 and sleep waits they are told to make as mysqld does (thd_wait_begin, MDL_wait::timed_wait).
@@ -51,8 +52,10 @@ def build_standin(directory: Path, flavour: StandinFlavour = StandinFlavour()) -
         pytest.fail(f"g++ is not installed; {_SETUP_HINT}", pytrace=False)
     output = directory / flavour.name / "mysqld"
     output.parent.mkdir(parents=True, exist_ok=True)
-    # -rdynamic: like mysqld, export the server's functions in .dynsym.
-    command = [gxx, "-O2", "-rdynamic", *flavour.defines(), "-o", str(output), str(STANDIN_SOURCE)]
+    # -rdynamic: like mysqld, export the server's functions in .dynsym. -g: its DWARF is what
+    # the mysql recipe's offsets into COM_DATA are checked against.
+    command = [gxx, "-O2", "-g", "-rdynamic", *flavour.defines(), "-o", str(output),
+               str(STANDIN_SOURCE)]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         pytest.fail(f"{' '.join(command)} failed:\n{result.stderr.strip()}\n{_SETUP_HINT}",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -15,9 +14,14 @@ from pathlib import Path
 
 ATTACH_TIMEOUT_S = 60.0
 ATTACHED_MARK = "probes attached"
+UPROBE_EVENTS_FILES = (Path("/sys/kernel/tracing/uprobe_events"),
+                       Path("/sys/kernel/debug/tracing/uprobe_events"))
 
 # Every run started, so a failing test cannot leave a tracer attached (conftest kills them).
 STARTED_RUNS: list["DbprobeRun"] = []
+# The pid of every dbprobe process started, running or not: the uprobe events BCC makes
+# through tracefs are named after it (dbprobe_<pid>_<n>_bcc_<pid>).
+STARTED_PIDS: set[int] = set()
 
 
 @dataclass
@@ -51,6 +55,7 @@ class DbprobeRun:
         self._reader = threading.Thread(target=self._follow_stderr, daemon=True)
         self._reader.start()
         STARTED_RUNS.append(self)
+        STARTED_PIDS.add(self.process.pid)
 
     def _follow_stderr(self) -> None:
         for line in self.process.stderr:
@@ -102,14 +107,9 @@ class DbprobeRun:
             self.process.wait(10)
 
 
-def kill_leftover_runs() -> list[str]:
-    """Kill the runs still going; the uprobe entries any of the runs left in tracefs."""
-    pids = []
+def kill_leftover_runs() -> None:
     while STARTED_RUNS:
-        run = STARTED_RUNS.pop()
-        run.kill()
-        pids.append(run.process.pid)
-    return dbprobe_uprobe_events(*pids) if pids else []
+        STARTED_RUNS.pop().kill()
 
 
 def run_dbprobe(*args: str, timeout: float = 60.0) -> Finished:
@@ -117,13 +117,42 @@ def run_dbprobe(*args: str, timeout: float = 60.0) -> Finished:
     with subprocess.Popen([sys.executable, "-m", "dbprobe", *args], stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True,
                           cwd=Path(__file__).resolve().parents[2]) as process:
+        STARTED_PIDS.add(process.pid)
         try:
             stdout, stderr = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             process.kill()
             raise
-    assert dbprobe_uprobe_events(process.pid) == [], "dbprobe left uprobe entries in tracefs"
     return Finished(process.returncode, stdout, stderr)
+
+
+def assert_one_line_error(finished: Finished, *fragments: str) -> None:
+    """Exit status 2 and one line on stderr holding every fragment: dbprobe's way to say no."""
+    assert finished.returncode == 2, (finished.stdout, finished.stderr)
+    assert "Traceback" not in finished.stderr
+    lines = finished.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dbprobe: error: "), finished.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def uprobe_events_left(pids: set[int] | None = None) -> list[str]:
+    """The tracefs uprobe events still defined that dbprobe processes of these pids made.
+
+    By default: every dbprobe the tests started, and the test process itself (tests that
+    attach in-process). Events of other processes are not looked at, so tracers run by
+    others on the same machine do not count. Empty when tracefs cannot be read.
+    """
+    owners = (STARTED_PIDS | {os.getpid()}) if pids is None else pids
+    prefixes = tuple(f"dbprobe_{pid}_" for pid in owners)
+    for path in UPROBE_EVENTS_FILES:
+        try:
+            lines = path.read_text().splitlines()
+        except OSError:
+            continue
+        return [line for line in lines
+                if line.split(" ", 1)[0].partition("/")[2].startswith(prefixes)]
+    return []
 
 
 def semaphore_value(pid: int, binary: str, semaphore_vaddr: int) -> int:
@@ -140,17 +169,3 @@ def semaphore_value(pid: int, binary: str, semaphore_vaddr: int) -> int:
     with open(f"/proc/{pid}/mem", "rb") as memory:
         memory.seek(base + semaphore_vaddr)
         return int.from_bytes(memory.read(2), "little")
-
-
-UPROBE_EVENTS = Path("/sys/kernel/tracing/uprobe_events")
-# dbprobe names its uprobes dbprobe_<its pid>_<n>; libbcc's tracefs fallback adds _bcc_<pid>.
-_DBPROBE_EVENT = re.compile(r"^[pr]:\S*/dbprobe_(?P<pid>\d+)_\d+\S*\s", re.MULTILINE)
-
-
-def dbprobe_uprobe_events(*pids: int) -> list[str]:
-    """The tracefs uprobe entries that dbprobe processes created (those of `pids`, or of any
-    dbprobe when none are given): dbprobe leaves none behind, on any path."""
-    text = UPROBE_EVENTS.read_text() if UPROBE_EVENTS.exists() else ""
-    wanted = {str(pid) for pid in pids}
-    return [line for line in text.splitlines()
-            if (match := _DBPROBE_EVENT.match(line + "\n")) and (not wanted or match["pid"] in wanted)]

@@ -1,10 +1,18 @@
-"""Decoding of SDT argument specs: every form PostgreSQL's binary uses, and garbage."""
+"""Decoding of x86-64 SDT argument specs: every form PostgreSQL's binary uses, and garbage."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 
-from dbprobe.binary.argspec import REGISTER_FIELDS, ArgSpec, ArgSpecError, parse_argspec, parse_argspecs
+from dbprobe.binary import argspec
+from dbprobe.binary.arch.x86 import REGISTER_FIELDS
+from dbprobe.binary.arch.x86_64 import X86_64
+from dbprobe.binary.argspec import ArgSpec, ArgSpecError
+
+parse_argspec = partial(argspec.parse_argspec, arch=X86_64)
+parse_argspecs = partial(argspec.parse_argspecs, arch=X86_64)
 
 PT_REGS_FIELDS = {
     "ax",
@@ -170,11 +178,8 @@ def test_legacy_register_widths_share_one_field(width_prefix: str) -> None:
         assert parse_argspec(f"8@%{register}").reg == field
 
 
-def test_uprobe_recipe_arguments_use_the_same_syntax() -> None:
-    second_argument = parse_argspec("8@%rsi")
-    field_of_first = parse_argspec("4@8(%rdi)")
-    assert (second_argument.kind, second_argument.reg, second_argument.size) == ("reg", "si", 8)
-    assert (field_of_first.kind, field_of_first.reg, field_of_first.offset) == ("mem", "di", 8)
+def test_without_an_architecture_notes_decode_as_this_machine_s() -> None:
+    assert argspec.parse_argspec("8@%rsi") == parse_argspec("8@%rsi")
 
 
 def test_str_is_the_original_spec() -> None:

@@ -1,139 +1,33 @@
-"""The pure parts of discovery: PostgreSQL process titles, cgroup paths, NSpid lines."""
+"""The pure parts of discovery: cgroup paths, NSpid lines, paths and users of servers in a root of
+their own, the host path of a server's binary, binaries replaced on disk, --binary's checks."""
 
 from __future__ import annotations
 
+import glob
+import os
+import shutil
+import struct
+from pathlib import Path
+
 import pytest
 
-from dbprobe.discover.processes import BackendInfo, parse_container_id, parse_ns_pid, parse_process_title
+from dbprobe.discover import targets
+from dbprobe.discover.processes import (HostBinary, ServerProcess, parse_container_id, parse_ns_pid,
+                                        path_in_root, resolve_binary, user_in_passwd)
+from dbprobe.discover.replaced import (SCAN_EVERY_S, BinaryWatch, replaced, restart_path,
+                                       untraced_servers, watched_binaries)
+from dbprobe.errors import DbprobeError
+from tests.support.sdtbin import build_sdt_probes
 
-PID = 4242
-
-
-def info(
-    kind: str,
-    user: str | None = None,
-    database: str | None = None,
-    client: str | None = None,
-    state: str | None = None,
-) -> BackendInfo:
-    return BackendInfo(pid=PID, kind=kind, user=user, database=database, client=client, state=state)
+EM_AARCH64 = 183
 
 
-@pytest.mark.parametrize(
-    ("title", "expected"),
-    [
-        # Client backends, with and without cluster_name.
-        (
-            "postgres: 15/main: alice shop 127.0.0.1(51234) idle in transaction",
-            info("client backend", "alice", "shop", "127.0.0.1(51234)", "idle in transaction"),
-        ),
-        (
-            "postgres: bob db [local] SELECT",
-            info("client backend", "bob", "db", "[local]", "SELECT"),
-        ),
-        (
-            "postgres: bob db [local] idle in transaction (aborted)",
-            info("client backend", "bob", "db", "[local]", "idle in transaction (aborted)"),
-        ),
-        (
-            "postgres: alice shop ::1(40000) idle",
-            info("client backend", "alice", "shop", "::1(40000)", "idle"),
-        ),
-        (
-            "postgres: 16/main: alice shop 2001:db8::5(5433) UPDATE waiting",
-            info("client backend", "alice", "shop", "2001:db8::5(5433)", "UPDATE waiting"),
-        ),
-        (
-            "postgres: web app db-7.internal(60001) COMMIT",
-            info("client backend", "web", "app", "db-7.internal(60001)", "COMMIT"),
-        ),
-        (
-            "postgres: my cluster: bob db [local] idle",
-            info("client backend", "bob", "db", "[local]", "idle"),
-        ),
-        # Set before any command ran, and with update_process_title = off.
-        ("postgres: bob db [local] ", info("client backend", "bob", "db", "[local]", None)),
-        # A user may be named like a background process: the client address decides.
-        (
-            "postgres: checkpointer db [local] idle",
-            info("client backend", "checkpointer", "db", "[local]", "idle"),
-        ),
-        # Walsenders: physical replication has no database, logical may show one.
-        (
-            "postgres: walsender repl 10.0.0.2(41234) streaming 0/3000148",
-            info("walsender", "repl", None, "10.0.0.2(41234)", "streaming 0/3000148"),
-        ),
-        (
-            "postgres: 15/main: walsender repl shop 10.0.0.2(41234) idle",
-            info("walsender", "repl", "shop", "10.0.0.2(41234)", "idle"),
-        ),
-        (
-            "postgres: 9.6/main: wal sender process repl [local] streaming 0/3000148",
-            info("walsender", "repl", None, "[local]", "streaming 0/3000148"),
-        ),
-        # Background processes; titles are padded with a space.
-        ("postgres: 15/main: checkpointer", info("checkpointer")),
-        ("postgres: checkpointer ", info("checkpointer")),
-        ("postgres: autovacuum launcher", info("autovacuum launcher")),
-        ("postgres: logical replication launcher", info("logical replication launcher")),
-        ("postgres: 15/main: background writer ", info("background writer")),
-        ("postgres: walwriter ", info("walwriter")),
-        ("postgres: autovacuum worker template1", info("autovacuum worker", database="template1")),
-        (
-            "postgres: 15/main: parallel worker for PID 8723 ",
-            info("parallel worker", state="for PID 8723"),
-        ),
-        (
-            "postgres: 16/main: logical replication apply worker for subscription 16394",
-            info("logical replication worker", state="for subscription 16394"),
-        ),
-        (
-            "postgres: startup recovering 000000010000000000000003",
-            info("startup", state="recovering 000000010000000000000003"),
-        ),
-        (
-            "postgres: walreceiver streaming 0/3000148",
-            info("walreceiver", state="streaming 0/3000148"),
-        ),
-        (
-            "postgres: archiver last was 000000010000000000000002",
-            info("archiver", state="last was 000000010000000000000002"),
-        ),
-        # Names before PostgreSQL 11.
-        ("postgres: 10/main: checkpointer process", info("checkpointer")),
-        ("postgres: wal writer process", info("walwriter")),
-        ("postgres: writer process", info("background writer")),
-        ("postgres: autovacuum worker process   shop", info("autovacuum worker", database="shop")),
-        ("postgres: bgworker: logical replication launcher", info("logical replication launcher")),
-        (
-            "postgres: 10/main: bgworker: logical replication launcher",
-            info("logical replication launcher"),
-        ),
-        # Extensions' workers carry the name they registered.
-        (
-            "postgres: TimescaleDB Background Worker Scheduler",
-            info("background worker", state="TimescaleDB Background Worker Scheduler"),
-        ),
-        ("postgres: ", info("unknown")),
-    ],
-)
-def test_process_title(title: str, expected: BackendInfo) -> None:
-    assert parse_process_title(PID, title) == expected
-
-
-@pytest.mark.parametrize(
-    "title",
-    [
-        # The postmaster keeps its command line.
-        "/usr/lib/postgresql/15/bin/postgres -D /var/lib/postgresql/15/main",
-        "postgres:checkpointer",
-        "python3 worker.py postgres: alice",
-        "",
-    ],
-)
-def test_not_a_process_title(title: str) -> None:
-    assert parse_process_title(PID, title) is None
-
+@pytest.fixture(scope="module")
+def installed_postgres() -> Path:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
+    if not found:
+        pytest.fail("the tests read the installed PostgreSQL server binary (make setup)", pytrace=False)
+    return Path(found[-1])
 
 CONTAINER = "3f1e9c0d5b7a4e2f8c6d1b0a9e8f7d6c5b4a3f2e1d0c9b8a7f6e5d4c3b2a1f0e"
 OUTER = "0d1c2b3a4f5e6d7c8b9a0f1e2d3c4b5a6f7e8d9c0b1a2f3e4d5c6b7a8f9e0d1c"
@@ -226,3 +120,242 @@ def test_ns_pid_unknown_before_linux_4_1() -> None:
         if "NS" not in line
     )
     assert parse_ns_pid(status) is None
+
+
+@pytest.mark.parametrize(
+    ("link", "root_link", "expected"),
+    [
+        # Chrooted into a directory the host can name: the kernel shows the host's paths.
+        ("/srv/jail/usr/sbin/mysqld", "/srv/jail", "/usr/sbin/mysqld"),
+        ("/srv/jail/usr/sbin/mysqld", "/srv/jail/", "/usr/sbin/mysqld"),
+        ("/srv/jail", "/srv/jail", "/srv/jail"),  # not below its root: left alone
+        ("/srv/jail2/usr/sbin/mysqld", "/srv/jail", "/srv/jail2/usr/sbin/mysqld"),
+        # A root out of the host's reach (a container's own mount), or the host's own root.
+        ("/usr/sbin/mysqld", "/", "/usr/sbin/mysqld"),
+    ],
+)
+def test_path_in_root(link: str, root_link: str, expected: str) -> None:
+    assert path_in_root(link, root_link) == expected
+
+
+def test_user_in_a_roots_passwd() -> None:
+    passwd = "root:x:0:0:root:/root:/bin/bash\nmysql:x:999:999::/nonexistent:/usr/sbin/nologin\n"
+    assert user_in_passwd(passwd, 999) == "mysql"
+    assert user_in_passwd(passwd, 0) == "root"
+    assert user_in_passwd(passwd, 1000) is None
+    assert user_in_passwd("", 999) is None
+
+
+# -- the host path of a server's binary -----------------------------------------------------------
+
+OUR_ROOT, OTHER_ROOT, RUNNING, OTHER_FILE = (1, 1), (1, 2), (2, 10), (2, 11)
+
+
+def resolved(exe: str, root_link: str, files: dict[str, tuple[int, int]], deleted: bool = False) -> HostBinary:
+    return resolve_binary(77, exe, deleted, root_link, identity=files.get)
+
+
+def test_binary_of_a_server_in_our_root() -> None:
+    files = {"/": OUR_ROOT, "/proc/77/root": OUR_ROOT, "/proc/77/exe": RUNNING,
+             "/usr/lib/postgresql/15/bin/postgres": RUNNING}
+    assert resolved("/usr/lib/postgresql/15/bin/postgres", "/", files) == HostBinary(
+        "/usr/lib/postgresql/15/bin/postgres", "/usr/lib/postgresql/15/bin/postgres")
+
+
+def test_binary_of_a_server_in_a_container() -> None:
+    # Its /proc/PID/exe names the path inside; the host has another file at that path.
+    files = {"/": OUR_ROOT, "/proc/77/root": OTHER_ROOT, "/proc/77/exe": RUNNING,
+             "/usr/sbin/mariadbd": OTHER_FILE, "/proc/77/root/usr/sbin/mariadbd": RUNNING}
+    assert resolved("/usr/sbin/mariadbd", "/", files) == HostBinary(
+        "/proc/77/root/usr/sbin/mariadbd", "/usr/sbin/mariadbd")
+
+
+def test_binary_of_a_server_in_a_plain_chroot() -> None:
+    # The same mount namespace: /proc/PID/exe names the host's path, under the chroot.
+    files = {"/": OUR_ROOT, "/proc/77/root": OTHER_ROOT, "/proc/77/exe": RUNNING,
+             "/srv/jail/usr/lib/postgresql/15/bin/postgres": RUNNING,
+             "/proc/77/root/usr/lib/postgresql/15/bin/postgres": RUNNING}
+    assert resolved("/srv/jail/usr/lib/postgresql/15/bin/postgres", "/srv/jail", files) == HostBinary(
+        "/proc/77/root/usr/lib/postgresql/15/bin/postgres", "/usr/lib/postgresql/15/bin/postgres")
+    # Never the root's path prefixed twice, which names no file.
+    del files["/proc/77/root/usr/lib/postgresql/15/bin/postgres"]
+    assert resolved("/srv/jail/usr/lib/postgresql/15/bin/postgres", "/srv/jail", files).host_path == (
+        "/srv/jail/usr/lib/postgresql/15/bin/postgres")
+
+
+def test_binary_deleted_or_named_by_no_path_is_opened_through_proc_exe() -> None:
+    files = {"/": OUR_ROOT, "/proc/77/root": OUR_ROOT, "/proc/77/exe": RUNNING,
+             "/usr/sbin/mariadbd": OTHER_FILE}
+    assert resolved("/usr/sbin/mariadbd", "/", files, deleted=True) == HostBinary(
+        "/proc/77/exe", "/usr/sbin/mariadbd")
+    # A chroot whose directory the host reaches by another path (a bind mount) names nothing.
+    chrooted = {"/": OUR_ROOT, "/proc/77/root": OTHER_ROOT, "/proc/77/exe": RUNNING}
+    assert resolved("/mnt/jail/usr/sbin/mariadbd", "/srv/jail", chrooted) == HostBinary(
+        "/proc/77/exe", "/mnt/jail/usr/sbin/mariadbd")
+
+
+# -- choosing targets -----------------------------------------------------------------------------
+
+
+def server(pid: int, binary: str, db: str = "postgresql", **fields) -> ServerProcess:
+    values = dict(db=db, pid=pid, binary=binary, binary_in_root=binary, version="15.18",
+                  processes=(pid,), container=None, ns_pid=None, data_dir=None, port=None,
+                  user="postgres")
+    values.update(fields)
+    return ServerProcess(**values)
+
+
+@pytest.fixture(scope="module")
+def elf_file(tmp_path_factory) -> Path:
+    return build_sdt_probes(tmp_path_factory.mktemp("elf"))
+
+
+def test_a_server_whose_binary_cannot_be_read_is_a_warning(monkeypatch, elf_file, tmp_path) -> None:
+    missing = str(tmp_path / "gone" / "postgres")
+    found = [server(10, str(elf_file)), server(20, missing)]
+    monkeypatch.setattr(targets.discovery, "find_servers", lambda: found)
+    warnings: list[str] = []
+
+    chosen = targets.choose_targets(pid=None, binary=None, databases=("postgresql",),
+                                    warn=warnings.append)
+
+    assert [target.servers for target in chosen] == [(found[0],)]
+    assert chosen[0].elf is not None and chosen[0].open_binary() is chosen[0].elf  # parsed once
+    assert warnings == [f"PostgreSQL server pid 20 is not traced: cannot read {missing}: "
+                        f"No such file or directory"]
+
+
+def test_no_server_that_can_be_read_is_an_error(monkeypatch, tmp_path) -> None:
+    found = [server(20, str(tmp_path / "postgres")), server(30, str(tmp_path / "mariadbd"), "mariadb")]
+    monkeypatch.setattr(targets.discovery, "find_servers", lambda: found)
+    with pytest.raises(DbprobeError) as raised:
+        targets.choose_targets(pid=None, binary=None, databases=("postgresql", "mariadb"),
+                               warn=pytest.fail)
+    assert str(raised.value) == (
+        f"PostgreSQL server pid 20 is not traced: cannot read {tmp_path}/postgres: No such file or "
+        f"directory; MariaDB server pid 30 is not traced: cannot read {tmp_path}/mariadbd: No such "
+        f"file or directory")
+
+
+def binary_error(path: str) -> str:
+    with pytest.raises(DbprobeError) as raised:
+        targets.choose_targets(pid=None, binary=path, databases=("postgresql",))
+    return str(raised.value)
+
+
+def test_binary_that_is_not_a_regular_file(tmp_path) -> None:
+    fifo = tmp_path / "postgres.fifo"
+    os.mkfifo(fifo)
+    assert binary_error(str(fifo)) == f"--binary {fifo}: a named pipe (FIFO), not a server binary"
+    assert binary_error("/dev/null") == "--binary /dev/null: a character device, not a server binary"
+    assert binary_error(str(tmp_path)) == f"--binary {tmp_path}: a directory, not a server binary"
+    assert binary_error(str(tmp_path / "none")) == f"--binary {tmp_path / 'none'}: no such file"
+
+
+def test_binary_of_another_machine(tmp_path, installed_postgres: Path) -> None:
+    foreign = tmp_path / "postgres"
+    shutil.copy(installed_postgres, foreign)
+    with open(foreign, "r+b") as file:  # e_machine, a 16-bit field at offset 18
+        file.seek(18)
+        file.write(struct.pack("<H", EM_AARCH64))
+    assert binary_error(str(foreign)) == (
+        f"--binary {foreign}: built for aarch64, and this machine is {targets.host_machine()}: "
+        f"only its own binaries can be traced")
+    assert targets.choose_targets(pid=None, binary=str(installed_postgres), databases=("postgresql",))
+
+
+# -- binaries replaced on disk -------------------------------------------------------------------
+
+TRACED, NEW = (5, 100), (5, 200)
+POSTGRES = "/usr/lib/postgresql/15/bin/postgres"
+
+
+def target_of(*servers: ServerProcess, binary: str = POSTGRES) -> targets.Target:
+    return targets.Target(db="postgresql", binary=binary, version="15.18", root="/",
+                          servers=servers, file=TRACED)
+
+
+class Disk:
+    """Which file each path names, changed by the test as an upgrade would."""
+
+    def __init__(self, **files: tuple[int, int]):
+        self.files = {POSTGRES: TRACED, **{f"/proc/{pid[1:]}/exe": file for pid, file in files.items()}}
+
+    def identity(self, path: str) -> tuple[int, int] | None:
+        return self.files.get(path)
+
+
+def test_a_replaced_binary_is_told_once_then_the_server_running_the_new_file() -> None:
+    disk = Disk()
+    running: list[ServerProcess] = [server(10, POSTGRES)]
+    now = [0.0]
+    watch = BinaryWatch([target_of(running[0])], identity=disk.identity, find_servers=lambda: running,
+                        clock=lambda: now[0])
+    assert watch.check() == []
+    assert watch.restart_is_traced(running[0]) is True
+
+    disk.files[POSTGRES] = NEW  # the package manager renames the new file into place
+    disk.files["/proc/10/exe"] = TRACED  # what the old server still runs, deleted
+    running[:] = [server(10, "/proc/10/exe", binary_in_root=POSTGRES, binary_deleted=True)]
+    assert watch.check() == [
+        f"{POSTGRES} was replaced on disk by a new file (as an upgrade installs it); the probes "
+        f"stay on the old one, so a PostgreSQL server started from it now is not traced: run "
+        f"dbprobe again to trace it"]
+    assert watch.check() == []
+    assert watch.restart_is_traced(running[0]) is False
+
+    running[:] = [server(11, POSTGRES)]  # restarted: a new pid, the new file
+    disk.files["/proc/11/exe"] = NEW
+    now[0] += SCAN_EVERY_S - 0.1
+    assert watch.check() == []  # servers are looked for less often than the file
+    now[0] += 0.1
+    assert watch.check() == [f"PostgreSQL server pid 11 runs the new {POSTGRES} and is not traced: "
+                             f"run dbprobe again to trace it"]
+    assert watch.check() == []
+
+
+def test_a_path_between_unlink_and_rename_is_not_replaced_yet() -> None:
+    disk = Disk()
+    watch = BinaryWatch([target_of(server(10, POSTGRES))], identity=disk.identity,
+                        find_servers=pytest.fail)
+    del disk.files[POSTGRES]
+    assert watch.check() == []
+
+
+def test_binary_target_watches_the_file_given() -> None:
+    # --binary: no server yet, the path given is the one servers start from.
+    disk = Disk()
+    watch = BinaryWatch([target_of(binary=POSTGRES)], identity=disk.identity, find_servers=lambda: [])
+    disk.files[POSTGRES] = NEW
+    assert len(watch.check()) == 1
+
+
+def test_a_server_running_a_deleted_binary_restarts_on_the_new_file() -> None:
+    # Upgraded before dbprobe started: the probes are on the file it runs, through /proc/PID/exe.
+    deleted = server(10, "/proc/10/exe", binary_in_root=POSTGRES, binary_deleted=True)
+    disk = Disk()
+    disk.files[POSTGRES] = NEW
+    watched = watched_binaries([target_of(deleted, binary="/proc/10/exe")])
+    assert [(binary.path, binary.traced) for binary in watched] == [(POSTGRES, TRACED)]
+    assert restart_path(server(10, "/proc/10/exe", binary_in_root="/usr/sbin/x",
+                               root="/proc/10/root")) == "/proc/10/root/usr/sbin/x"
+    # A chroot's directory, as the host names it, outlives the server.
+    assert restart_path(server(10, "/proc/10/root/usr/sbin/x", binary_in_root="/usr/sbin/x",
+                               root="/srv/jail")) == "/srv/jail/usr/sbin/x"
+    assert [binary for binary, _ in replaced(watched, disk.identity)] == watched
+
+
+def test_untraced_servers_are_those_of_a_watched_path_on_another_file() -> None:
+    disk = Disk(p10=TRACED, p11=NEW)
+    disk.files["/opt/other/postgres"] = OTHER_FILE
+    watched = watched_binaries([target_of(server(10, POSTGRES))])
+    servers = [server(10, "/proc/10/exe", binary_in_root=POSTGRES, binary_deleted=True),
+               server(11, POSTGRES), server(12, "/opt/other/postgres")]
+    disk.files[POSTGRES] = NEW
+    assert untraced_servers(watched, servers, disk.identity) == [servers[1]]
+
+
+def test_target_label_names_its_servers_or_its_binary() -> None:
+    assert target_of(server(10, POSTGRES)).label == "PostgreSQL server pid 10"
+    assert target_of(server(10, POSTGRES), server(11, POSTGRES)).label == "PostgreSQL servers pid 10, 11"
+    assert target_of().label == f"PostgreSQL binary {POSTGRES}"

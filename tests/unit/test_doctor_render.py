@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import json
 
-from dbprobe.commands.doctor import (
-    CANNOT_RUN_STATUS,
-    doctor_json,
-    doctor_text,
-    exit_status,
-    server_check,
-    server_checks,
-)
-from dbprobe.commands.listing import UNAVAILABLE, FamilyStatus, ServerListing
+from dbprobe.commands.doctor import CANNOT_RUN_STATUS, exit_status, server_check, server_checks
+from dbprobe.recipes.survey import UNAVAILABLE, FamilyStatus, ServerListing
+from dbprobe.render.doctor import doctor_json, doctor_text
 from dbprobe.discover.processes import ServerProcess
 from dbprobe.kernel.preflight import FAIL, OK, WARN, Check
 

@@ -387,6 +387,7 @@ def test_debuglink_next_to_the_binary(debug_build: dict[str, Path], tmp_path: Pa
     inspected = ElfBinary(binary)
     assert inspected.debuglink == "prog.debug"
     assert_found_in_debug_file(inspected, debug_build)
+    assert inspected.debug_info_path() == str(tmp_path / "prog.debug")
     assert [s.name for s in inspected.symbols_matching("^fire_")] == sorted(
         name for name in nm_symbols(debug_build["full"]) if name.startswith("fire_")
     )
@@ -424,7 +425,9 @@ def test_build_id_under_usr_lib_debug_of_the_root(
     debug_file.parent.mkdir(parents=True)
     shutil.copy(debug_build["debug"], debug_file)
     assert_found_in_debug_file(ElfBinary(binary, root=str(root)), debug_build)
+    assert ElfBinary(binary, root=str(root)).debug_info_path() == str(debug_file)
     assert ElfBinary(binary).symbol("fire_register") is None
+    assert ElfBinary(binary).debug_info_path() is None
 
 
 def test_debug_file_of_another_build_is_ignored(
@@ -433,6 +436,15 @@ def test_debug_file_of_another_build_is_ignored(
     binary = stripped_with_debuglink(debug_build, tmp_path / "prog", tmp_path / "prog.debug")
     shutil.copy(debug_build["stale"], tmp_path / "prog.debug")
     assert ElfBinary(binary).symbol("fire_register") is None
+    assert ElfBinary(binary).debug_info_path() is None
+
+
+def test_debug_information_in_the_binary_itself(debug_build: dict[str, Path], tmp_path: Path) -> None:
+    assert ElfBinary(debug_build["full"]).debug_info_path() == str(debug_build["full"])
+    without_debug = strip_binary(debug_build["full"], tmp_path / "prog", "--strip-debug")
+    inspected = ElfBinary(without_debug)
+    assert inspected.symbol("fire_register") is not None  # .symtab stays
+    assert inspected.debug_info_path() is None
 
 
 @pytest.mark.parametrize("stale", [False, True], ids=["matching-crc", "stale-crc"])

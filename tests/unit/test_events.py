@@ -24,7 +24,7 @@ from dbprobe.kernel.records import (
     decode_query,
     encode_query,
 )
-from dbprobe.correlate import lockwaits
+from dbprobe.engines.postgresql import locks as pglocks
 from dbprobe.engines.mysql import locks as mylocks
 from dbprobe.kernel.entrypoints import MAX_ARGS
 from dbprobe.kernel.program import DEFAULT_RINGBUF_BYTES, PAGE_SIZE
@@ -240,7 +240,7 @@ def test_the_constants_of_the_family_programs_match_user_space() -> None:
     # The states a PostgreSQL backend goes idle in, as the lock report names them.
     assert {c_constant("postgresql.h", f"PG_STATE_{name}"): text for name, text in (
         ("IDLE", "idle"), ("IDLE_IN_TRANSACTION", "idle in transaction"),
-        ("IDLE_IN_FAILED_TRANSACTION", "idle in transaction (aborted)"))} == lockwaits._IDLE_STATES
+        ("IDLE_IN_FAILED_TRANSACTION", "idle in transaction (aborted)"))} == pglocks.IDLE_STATES
     # How a MySQL or MariaDB wait ended, beside DBP_LOCK_WAIT_FAILED.
     assert c_constant("mysql_locks.bpf.c", "MY_LOCK_WAIT_TIMEOUT") == mylocks.WAIT_TIMEOUT
     assert c_constant("mysql_locks.bpf.c", "MY_LOCK_WAIT_KILLED") == mylocks.WAIT_KILLED

@@ -233,13 +233,19 @@ def test_long_texts_fingerprint_like_short_ones() -> None:
 UNTERMINATED = [
     ("SELECT 'never closed", "SELECT ?"),
     ("SELECT 'ends with a backslash\\", "SELECT ?"),
-    ('SELECT "never closed', 'SELECT "never closed'),
-    ("SELECT `never closed", "SELECT `never closed"),
+    ('SELECT "never closed', "SELECT ?"),
+    ("SELECT `never closed", "SELECT ?"),
+    ('SELECT "doubled "" quote', "SELECT ?"),
     ("SELECT $$ never closed", "SELECT ?"),
     ("SELECT $body$ never $$ closed", "SELECT ?"),
     ("SELECT 1 /* never closed", "SELECT ?"),
     ("SELECT 1 /* outer /* inner */ never closed", "SELECT ?"),
-    ("SELECT a FROM t WHERE b IN (1, 2", "SELECT a FROM t WHERE b IN (?, ?"),
+    ("SELECT a FROM t WHERE b IN (1, 2", "SELECT a FROM t WHERE b IN (?+"),
+    ("SELECT a FROM t WHERE b IN (1, -", "SELECT a FROM t WHERE b IN (?+"),
+    ("SELECT a FROM t WHERE b IN (", "SELECT a FROM t WHERE b IN ("),
+    ("SELECT a FROM t WHERE b IN (f(1", "SELECT a FROM t WHERE b IN (f(?"),
+    ("INSERT INTO t VALUES (1, 'a'), (2, 'b'), (3,", "INSERT INTO t VALUES (?+), (?+"),
+    ("SELECT a FROM t WHERE (b, c) IN ((1, 2), (3", "SELECT a FROM t WHERE (b, c) IN ((?+), (?+"),
     ("1, 2) AND c = 3", "?, ?) AND c = ?"),
     ("WHERE a IN (1, 2] AND b IN (3)", "WHERE a IN (?, ?] AND b IN (?+)"),
     ("SELECT 'Z\ufffd", "SELECT ?"),
@@ -252,6 +258,28 @@ UNTERMINATED = [
 def test_unterminated_input_runs_to_the_end(sql: str, expected: str) -> None:
     assert normalize(sql) == expected
     assert re.fullmatch(r"[0-9a-f]{16}", fingerprint(sql).id)
+
+
+def test_an_unclosed_quoted_identifier_hides_what_follows_it() -> None:
+    """The cut may reopen a quote: the text after it could be a secret, in either dialect."""
+    for sql in ('select "hunter2', "select `hunter2", 'select "a"" hunter2'):
+        for double_quoted_strings in (False, True):
+            text = normalize(sql, double_quoted_strings=double_quoted_strings)
+            assert text == "select ?", (sql, text)
+    assert normalize('select "a""b", "" from t') == 'select "a""b", "" from t'
+
+
+# The kernel side keeps the first 2048 bytes of a statement's text.
+CAPTURED_BYTES = 2048
+
+
+def test_an_in_list_cut_by_the_byte_limit_still_collapses() -> None:
+    sql = "select * from t where id in (" + ", ".join(map(str, range(10_000))) + ")"
+    raw = sql.encode()
+    for length in range(CAPTURED_BYTES - 8, CAPTURED_BYTES + 1):  # after a digit, comma, space
+        assert normalize(raw[:length].decode()) == "select * from t where id in (?+", length
+    truncated = {fingerprint(raw[:length].decode()).id for length in range(100, CAPTURED_BYTES)}
+    assert len(truncated) == 1
 
 
 SECRET_QUERY = (

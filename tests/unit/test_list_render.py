@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import json
 
-from dbprobe.commands.listing import (
-    UNAVAILABLE,
-    FamilyStatus,
-    ServerListing,
-    inspect_servers,
-    listing_json,
-    listing_text,
-)
+from dbprobe.recipes.survey import UNAVAILABLE, FamilyStatus, ServerListing, inspect_servers
+from dbprobe.render.listing import listing_json, listing_text
 from dbprobe.discover.processes import BackendInfo, ServerProcess
 
 WIDTH = 80
@@ -20,7 +14,7 @@ IN_CONTAINER = ServerProcess(
     db="postgresql", pid=4100, binary="/proc/4100/root/usr/lib/postgresql/16/bin/postgres",
     binary_in_root="/usr/lib/postgresql/16/bin/postgres", version="16.4",
     processes=(4100, 4101, 4102, 4103), container="0123456789ab", ns_pid=1,
-    data_dir="/var/lib/postgresql/data", port=5432, user="999",
+    data_dir="/var/lib/postgresql/data", port=5432, user="999", root="/proc/4100/root",
 )
 BACKENDS = (
     BackendInfo(4101, "checkpointer"),
@@ -50,6 +44,7 @@ def test_text_blocks_at_80_columns() -> None:
         "postgresql 16.4: pid 4100, 4 processes, container 0123456789ab, pid 1 inside",
         "  binary     /usr/lib/postgresql/16/bin/postgres",
         "  host path  /proc/4100/root/usr/lib/postgresql/16/bin/postgres",
+        "  root       /proc/4100/root",
         "  data dir   /var/lib/postgresql/data",
         "  port       5432",
         "  user       999",
@@ -89,7 +84,8 @@ def test_json_has_every_field_with_families_by_name_and_backends_as_a_list() -> 
         "db": "postgresql", "version": "16.4", "pid": 4100, "ns_pid": 1, "container": "0123456789ab",
         "binary": "/usr/lib/postgresql/16/bin/postgres",
         "host_binary": "/proc/4100/root/usr/lib/postgresql/16/bin/postgres",
-        "binary_deleted": False, "data_dir": "/var/lib/postgresql/data", "port": 5432, "user": "999",
+        "binary_deleted": False, "root": "/proc/4100/root", "data_dir": "/var/lib/postgresql/data",
+        "port": 5432, "user": "999",
         "processes": 4, "recipe_error": None,
         "families": {
             "query": {"mechanism": "uprobe", "reason": QUERY.reason,
@@ -107,10 +103,33 @@ def test_json_has_every_field_with_families_by_name_and_backends_as_a_list() -> 
     }
 
 
+CHROOTED = ServerProcess(
+    db="mysql", pid=5300, binary="/proc/5300/root/usr/sbin/mysqld", binary_in_root="/usr/sbin/mysqld",
+    version="9.7.4", processes=(5300,), container=None, ns_pid=1, data_dir="/run/db/data",
+    port=33061, user="mysql", root="/srv/jail",
+)
+
+
+def test_a_server_chrooted_into_a_directory_of_the_host_shows_it_as_its_root() -> None:
+    listing = ServerListing(CHROOTED, (), None, ())
+    assert listing_text([listing], WIDTH) == "\n".join([
+        "mysql 9.7.4: pid 5300, 1 process, pid 1 inside",
+        "  binary     /usr/sbin/mysqld",
+        "  host path  /proc/5300/root/usr/sbin/mysqld",
+        "  root       /srv/jail",
+        "  data dir   /run/db/data",
+        "  port       33061",
+        "  user       mysql",
+    ])
+    record = json.loads(listing_json(listing))
+    assert (record["binary"], record["host_binary"], record["root"]) == (
+        "/usr/sbin/mysqld", "/proc/5300/root/usr/sbin/mysqld", "/srv/jail")
+
+
 def test_json_of_a_server_without_a_recipe() -> None:
     record = json.loads(listing_json(ServerListing(MARIADB, (), "no recipe for 'mariadb'", ())))
     assert (record["families"], record["backends"], record["recipe_error"]) == ({}, [], "no recipe for 'mariadb'")
-    assert (record["ns_pid"], record["container"], record["port"]) == (None, None, None)
+    assert (record["ns_pid"], record["container"], record["port"], record["root"]) == (None, None, None, None)
 
 
 def test_a_server_whose_binary_is_known_only_by_name_lists_every_family_as_unavailable() -> None:

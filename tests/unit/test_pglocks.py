@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dbprobe.correlate.lockwaits import LastStatement, LockWaitTracker
+from dbprobe.correlate.lockwaits import LockWaitTracker
+from dbprobe.kernel.maps import LastStatement
 from dbprobe.correlate.statements import Clock
 from dbprobe.discover.backends import BackendDirectory
 from dbprobe.engines.postgresql.locks import sqlstate, wait_outcome

@@ -165,7 +165,10 @@ def test_without_usdt_notes_it_plans_uprobes(recipe: Recipe, usdt_less_postgres:
         assert site.file_offset == readelf_file_offset(usdt_less_postgres, function.address)
     (activity,) = sites_by_label(plan)["pgstat_report_activity"]
     assert (activity.handler, arg_texts(activity)) == (
-        "pg_activity", ["4@%edi", "8@%rsi", "4@MyDatabaseId(%rip)"])
+        "pg_activity", ["4@arg1", "8@arg2", "4@MyDatabaseId"])
+    # on x86-64 the arguments are in edi and rsi; the global is found relative to rip
+    assert [(spec.kind, spec.reg) for spec in activity.args] == [
+        ("reg", "di"), ("reg", "si"), ("symbol", "ip")]
     assert activity.globals == (("MyDatabaseId", symbols["MyDatabaseId"].address),)
 
 
@@ -182,7 +185,7 @@ def test_the_backend_id_global_depends_on_the_version(
         assert not plan.available and "MyProcNumber" in plan.why
         return
     (activity,) = sites_by_label(plan)["pgstat_report_activity"]
-    assert arg_texts(activity)[-1] == f"4@{backend_global}(%rip)"
+    assert arg_texts(activity)[-1] == f"4@{backend_global}"
 
 
 @pytest.mark.parametrize("version", [None, "19devel"])
@@ -303,11 +306,11 @@ def test_globals_read_by_a_probe_are_located(tmp_path: Path, sdt_program: Path) 
 
 
 def test_a_usdt_hook_reads_a_global_at_its_site(tmp_path: Path, sdt_program: Path) -> None:
-    hook = {"handler": "h", "probe": "in_register", "args": [1, "-4@request_count(%rip)"]}
+    hook = {"handler": "h", "probe": "in_register", "args": [1, "-4@request_count"]}
     plan = demo_plan(tmp_path, sdt_program, usdt(hook))
     (site,) = plan.sites
     (note,) = [note for note in readelf_probes(sdt_program) if note.name == "in_register"]
-    assert arg_texts(site) == [note.arguments, "-4@request_count(%rip)"]
+    assert arg_texts(site) == [note.arguments, "-4@request_count"]
     assert site.globals == (("request_count", nm_symbols(sdt_program)["request_count"].address),)
 
 
@@ -322,7 +325,7 @@ def test_a_usdt_hook_reads_a_global_at_its_site(tmp_path: Path, sdt_program: Pat
         ({"handler": "h", "symbol": "no_such_function"},
          "usdt: function no_such_function not found in the symbol tables"),
         ({"handler": "h", "symbol": "request_count"}, "usdt: request_count is not a function"),
-        ({"handler": "h", "symbol": "main", "args": ["8@not_exported(%rip)"]},
+        ({"handler": "h", "symbol": "main", "args": ["8@not_exported"]},
          "usdt: main reads global not_exported, which the binary does not export"),
     ],
 )
@@ -333,6 +336,47 @@ def test_unresolved_hooks_say_why(
     assert not plan.available
     (rejected,) = plan.rejected
     assert rejected.startswith(reason)
+
+
+def test_uprobe_arguments_resolve_in_the_registers_of_x86_64(
+    tmp_path: Path, sdt_program: Path
+) -> None:
+    args = ["8@arg1", "-4@arg6", "4@16(arg2)", "8@arg7", "-2@arg8", "4@statistics+8"]
+    plan = demo_plan(tmp_path, sdt_program, uprobe({"handler": "h", "symbol": "main", "args": args}))
+    (site,) = plan.sites
+    assert arg_texts(site) == args
+    assert [(spec.kind, spec.reg, spec.offset, spec.size, spec.signed) for spec in site.args] == [
+        ("reg", "di", 0, 8, False),
+        ("reg", "r9", 0, 4, True),
+        ("mem", "si", 16, 4, False),
+        ("mem", "sp", 8, 8, False),  # the seventh is on the stack, above the return address
+        ("mem", "sp", 16, 2, True),
+        ("symbol", "ip", 8, 4, False),
+    ]
+
+
+def test_a_field_of_a_stack_argument_is_not_resolved(tmp_path: Path, sdt_program: Path) -> None:
+    hook = {"handler": "h", "symbol": "main", "args": ["8@8(arg7)"]}
+    plan = demo_plan(tmp_path, sdt_program, uprobe(hook))
+    assert not plan.available
+    (rejected,) = plan.rejected
+    assert rejected == ("uprobe: recipe argument '8@8(arg7)': argument 7 is on the stack on x86_64,"
+                        " and memory it points to cannot be read")
+
+
+def test_arguments_of_a_binary_of_another_architecture_are_not_resolved(
+    tmp_path: Path, sdt_program: Path
+) -> None:
+    foreign = tmp_path / "aarch64-program"
+    image = bytearray(sdt_program.read_bytes())
+    image[18:20] = (183).to_bytes(2, "little")  # e_machine = EM_AARCH64
+    foreign.write_bytes(bytes(image))
+    assert ElfBinary(foreign).machine == "aarch64" and ElfBinary(foreign).architecture is None
+    reads = uprobe({"handler": "h", "symbol": "main", "args": ["8@arg1"]})
+    plain = uprobe({"handler": "h", "symbol": "main"})
+    plan = demo_plan(tmp_path, foreign, reads, plain)
+    assert plan.rejected == ("uprobe: recipes cannot read arguments of aarch64 binaries",)
+    assert plan.available and plan.sites[0].args == ()
 
 
 def test_floating_point_probe_can_be_attached_without_reading_it(

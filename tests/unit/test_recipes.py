@@ -108,6 +108,18 @@ def test_postgresql_recipe_shape() -> None:
     assert (returning.symbol, returning.target) == ("ProcSleep", "ProcSleep (return)")
 
 
+@pytest.mark.parametrize("database", available_databases())
+def test_packaged_recipes_name_arguments_not_registers(database: str) -> None:
+    readings = [arg for family in load_recipe(database).families.values()
+                for variant in family.variants for hook_read in variant.hooks
+                for arg in (*hook_read.usdt_args, *hook_read.uprobe_args)
+                if not isinstance(arg, int)]
+    assert readings, f"{database}.toml reads no arguments"
+    assert [arg.text for arg in readings if "%" in arg.text] == []
+    text = (probes_dir() / f"{database}.toml").read_text()
+    assert "%" not in text, f"{database}.toml names a register, in a comment at least"
+
+
 def test_unknown_family_is_a_recipe_error() -> None:
     with pytest.raises(RecipeError, match="postgresql recipe has no 'bogus' probes"):
         load_recipe("postgresql").family("bogus")
@@ -237,16 +249,21 @@ def test_a_valid_document_loads(probes_folder: Path) -> None:
     recipe = _recipe_from(
         document(
             {"handler": "start", "probe": "query__start", "args": [1, 2]},
-            {"handler": "fail", "symbol": "abort_query", "args": ["8@%rdi", "-4@8(%rsi)"]},
+            {"handler": "fail", "symbol": "abort_query", "args": ["8@arg1", "-4@8(arg2)"]},
+            {"handler": "done", "symbol": "abort_query", "return": True, "args": ["-4@ret"]},
         ),
         probes_folder / RECIPE_FILE,
     )
     (variant,) = recipe.family("query").variants
-    start, fail = variant.hooks
+    start, fail, done = variant.hooks
     assert (start.probe, start.usdt_args, start.symbol) == ("query__start", (1, 2), None)
     assert (fail.symbol, [spec.text for spec in fail.uprobe_args]) == (
-        "abort_query", ["8@%rdi", "-4@8(%rsi)"])
-    assert (fail.uprobe_args[1].kind, fail.uprobe_args[1].signed) == ("mem", True)
+        "abort_query", ["8@arg1", "-4@8(arg2)"])
+    field = fail.uprobe_args[1]
+    assert (field.base, field.number, field.in_memory, field.offset, field.signed) == (
+        "arg", 2, True, 8, True)
+    (returned,) = done.uprobe_args
+    assert (done.on_return, returned.base, returned.size, returned.signed) == (True, "ret", 4, True)
     assert recipe.family("query").source == probes_folder / "query.bpf.c"
 
 
@@ -259,22 +276,34 @@ def test_a_valid_document_loads(probes_folder: Path) -> None:
          f"{HOOK_AT}: usdt args are argument numbers from 1"),
         ({"handler": "h", "probe": "p", "args": [1.0]}, "usdt",
          f"{HOOK_AT}: usdt args are argument numbers from 1"),
-        ({"handler": "h", "probe": "p", "args": [1, "8@%xyz"]}, "usdt",
-         f"{HOOK_AT}: argument spec '8@%xyz': unknown register %xyz"),
+        ({"handler": "h", "probe": "p", "args": [1, "8@%rsi"]}, "usdt",
+         f"{HOOK_AT}: recipe argument '8@%rsi' names a register"),
+        ({"handler": "h", "probe": "p", "args": [1, "8@arg2"]}, "usdt",
+         f"{HOOK_AT}: recipe argument '8@arg2': a USDT probe's own arguments are numbers"),
         ({"handler": "h", "probe": "query__start"}, "uprobe",
          f"{HOOK_AT}: a uprobe variant cannot use USDT probes"),
         ({"handler": "h"}, "uprobe", f"{HOOK_AT}: 'symbol' must be a str"),
-        ({"handler": "h", "symbol": "f", "args": ["8@%xyz"]}, "uprobe",
-         f"{HOOK_AT}: argument spec '8@%xyz': unknown register %xyz"),
-        ({"handler": "h", "symbol": "f", "args": ["3@%rsi"]}, "uprobe",
-         f"{HOOK_AT}: argument spec '3@%rsi': size 3 is not 1, 2, 4 or 8 bytes"),
+        ({"handler": "h", "symbol": "f", "args": ["8@%rsi"]}, "uprobe",
+         f"{HOOK_AT}: recipe argument '8@%rsi' names a register"),
+        ({"handler": "h", "symbol": "f", "args": ["4@8(%rdi)"]}, "uprobe",
+         f"{HOOK_AT}: recipe argument '4@8(%rdi)' names a register"),
+        ({"handler": "h", "symbol": "f", "args": ["3@arg2"]}, "uprobe",
+         f"{HOOK_AT}: argument spec '3@arg2': size 3 is not 1, 2, 4 or 8 bytes"),
+        ({"handler": "h", "symbol": "f", "args": ["8@arg0"]}, "uprobe",
+         f"{HOOK_AT}: recipe argument '8@arg0': arguments count from 1"),
+        ({"handler": "h", "symbol": "f", "args": ["arg1"]}, "uprobe",
+         f"{HOOK_AT}: recipe argument 'arg1' needs a size"),
+        ({"handler": "h", "symbol": "f", "args": ["4@ret"]}, "uprobe",
+         f"{HOOK_AT}: recipe argument '4@ret': ret is only known at a return probe"),
+        ({"handler": "h", "symbol": "f", "return": True, "args": ["4@arg1"]}, "uprobe",
+         f"{HOOK_AT}: recipe argument '4@arg1': a return probe cannot read the arguments"),
         ({"handler": "h", "symbol": "f", "versions": "banana"}, "uprobe",
          f"{HOOK_AT}: versions 'banana' are not version specifiers"),
         ({"handler": "h", "symbol": "f", "versions": [">=10", 18]}, "uprobe",
          f"{HOOK_AT}: versions ['>=10', 18] are not version specifiers"),
         ({"handler": "h", "symbol": "f", "versions": 18}, "uprobe",
          f"{HOOK_AT}: versions 18 are not version specifiers"),
-        ({"handler": "h", "symbol": "f", "return": True, "args": ["8@counter(%rip)"]}, "uprobe",
+        ({"handler": "h", "symbol": "f", "return": True, "args": ["8@counter"]}, "uprobe",
          f"{HOOK_AT}: a return probe cannot read globals relative to its site"),
     ],
 )
@@ -287,21 +316,21 @@ def test_malformed_hook_names_file_and_field(
 
 def test_usdt_hook_may_read_globals_at_its_site(probes_folder: Path) -> None:
     recipe = _recipe_from(
-        document({"handler": "h", "probe": "p", "args": [2, "8@debug_query_string(%rip)"]}),
+        document({"handler": "h", "probe": "p", "args": [2, "8@debug_query_string"]}),
         probes_folder / RECIPE_FILE,
     )
     (hook_read,) = recipe.family("query").variants[0].hooks
     number, spec = hook_read.usdt_args
-    assert (number, spec.kind, spec.symbol) == (2, "symbol", "debug_query_string")
+    assert (number, spec.base, spec.symbol) == (2, "global", "debug_query_string")
 
 
 def test_entry_probe_may_read_globals(probes_folder: Path) -> None:
     recipe = _recipe_from(
-        document({"handler": "h", "symbol": "f", "args": ["8@counter(%rip)"]}, mechanism="uprobe"),
+        document({"handler": "h", "symbol": "f", "args": ["8@counter+16"]}, mechanism="uprobe"),
         probes_folder / RECIPE_FILE,
     )
     (hook_read,) = recipe.family("query").variants[0].hooks
-    assert hook_read.uprobe_args[0].symbol == "counter"
+    assert (hook_read.uprobe_args[0].symbol, hook_read.uprobe_args[0].offset) == ("counter", 16)
 
 
 def test_non_string_uprobe_arg_is_a_recipe_error(probes_folder: Path) -> None:
@@ -351,7 +380,7 @@ def test_the_failing_hook_is_named_by_its_index(probes_folder: Path) -> None:
     body = document({"handler": "ok", "symbol": "f"}, {"handler": "bad", "symbol": "g",
                                                        "args": ["nonsense"]}, mechanism="uprobe")
     assert recipe_error(probes_folder, body).startswith(
-        f"{RECIPE_FILE}: families.query.variants[0].hooks[1]: argument spec 'nonsense'")
+        f"{RECIPE_FILE}: families.query.variants[0].hooks[1]: recipe argument 'nonsense'")
 
 
 # --- loading from a probes folder ---------------------------------------------------------
@@ -373,7 +402,7 @@ def test_load_recipe_from_a_folder(temporary_probes_dir: Path) -> None:
         'source = "query.bpf.c"\n'
         "[[families.query.variants]]\n"
         'mechanism = "uprobe"\n'
-        'hooks = [{ handler = "h", symbol = "f", args = ["8@%rsi"], versions = ">=2" }]\n'
+        'hooks = [{ handler = "h", symbol = "f", args = ["8@arg2"], versions = ">=2" }]\n'
     )
     recipe = load_recipe("demo")
     assert recipe.usdt_provider is None

@@ -18,15 +18,8 @@ from dbprobe.digest.queries import QueryDigest, SlowQuerySummary
 from dbprobe.kernel.records import HIST_SLOTS, PROTOCOLS
 from dbprobe.correlate.fingerprint import Fingerprint
 from dbprobe.model import Query
-from dbprobe.render.queries import (
-    digest_text,
-    histogram_text,
-    live_header,
-    live_line,
-    query_json,
-    slot_bounds,
-    summary_json,
-)
+from dbprobe.render.queries import digest_text, live_header, live_line, query_json, summary_json
+from dbprobe.render.text import histogram_text, slot_bounds
 
 END = 1_700_000_000.25  # 2023-11-14 22:13:20.250 UTC
 WINDOW_START = 1_700_000_000.0  # 22:13:20

@@ -15,8 +15,6 @@ from typing import Callable
 
 from dbprobe.kernel.records import LOCK_WAIT_FAILED, RawLockEvent
 
-NO_MODE = "-"  # the servers do not say in which mode a lock is requested
-
 # Flags of a wait's end record, beside LOCK_WAIT_FAILED (mysql_locks.bpf.c's MY_LOCK_WAIT_*).
 WAIT_TIMEOUT = 2
 WAIT_KILLED = 4

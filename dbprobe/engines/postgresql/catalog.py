@@ -13,6 +13,8 @@ from typing import Callable
 
 
 class PostgresCatalog:
+    blockers_source = "pg_blocking_pids"
+
     def __init__(self, dsn: str, warn: Callable[[str], None]):
         self._dsn = dsn
         self._warn = warn

@@ -148,6 +148,9 @@ def _advisory_key(f2: int, f3: int, f4: int) -> str:
     return f"({signed[0]},{signed[1]})"
 
 
+# The states a backend goes idle in (enum BackendState), as a blocker's state.
+IDLE_STATES = {1: "idle", 3: "idle in transaction", 5: "idle in transaction (aborted)"}
+
 # How an error raised during a lock wait ended it, by its SQLSTATE.
 _WAIT_ERRORS = {"55P03": "lock timeout", "57014": "cancelled", "57P01": "terminated",
                 "40P01": "deadlock"}

@@ -1,0 +1,122 @@
+"""The trace loop: poll the ring buffer until Ctrl-C, SIGTERM, SIGHUP or the duration ends,
+call the reports' interval and tick hooks, and keep an eye on the traced servers: one that
+stops is reported, and tracing goes on."""
+
+from __future__ import annotations
+
+import signal
+import time
+from contextlib import contextmanager
+from typing import Callable, Iterator, Sequence
+
+import psutil
+
+from dbprobe.discover.targets import Target
+from dbprobe.kernel.maps import KernelTotals
+from dbprobe.kernel.trace import Trace
+from dbprobe.render.output import flush_stdout
+
+POLL_MS = 200
+LIVENESS_SECONDS = 1.0
+LOSS_WARNING_EVERY_S = 10.0
+
+# Signals that stop a trace cleanly, with its digest. One ignored when dbprobe started stays
+# ignored: nohup (SIGHUP) and a background job of a script (SIGINT) mean it.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class ServerWatch:
+    """Notices traced servers that stop, once each."""
+
+    def __init__(self, targets: Sequence[Target], warn: Callable[[str], None], filtered: bool):
+        self._servers = {server.pid: server for target in targets for server in target.servers}
+        self.warn = warn
+        self._filtered = filtered
+        self._next_check = 0.0
+
+    def check(self, now: float) -> None:
+        if now < self._next_check:
+            return
+        self._next_check = now + LIVENESS_SECONDS
+        for pid, server in list(self._servers.items()):
+            if psutil.pid_exists(pid):
+                continue
+            del self._servers[pid]
+            then = ("a restarted server has a new pid: run dbprobe again to follow it" if self._filtered
+                    else "a server started again from the same binary is traced as it starts")
+            self.warn(f"{server.db} server pid {pid} stopped; still tracing ({then})")
+
+
+class LossWatch:
+    """Says on stderr, while it happens, that the ring buffer dropped events: at most once
+    every LOSS_WARNING_EVERY_S, with how many were lost since the last warning."""
+
+    def __init__(self, read_totals: Callable[[], KernelTotals], warn: Callable[[str], None]):
+        self._read_totals = read_totals
+        self._warn = warn
+        self._warned_lost = 0
+        self._next_check = 0.0
+
+    def check(self, now: float) -> None:
+        if now < self._next_check:
+            return
+        self._next_check = now + LOSS_WARNING_EVERY_S
+        lost = self._read_totals().lost
+        if lost > self._warned_lost:
+            self._warn(f"warning: {lost - self._warned_lost:,} events lost in the last "
+                       f"{LOSS_WARNING_EVERY_S:g} s (the ring buffer was full): the digests still "
+                       f"count every statement; raise --threshold to see each slow one")
+            self._warned_lost = lost
+
+
+class StopRequested:
+    """Set by SIGINT, SIGTERM or SIGHUP; the poll loop checks it between waits."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+
+    def __bool__(self) -> bool:
+        return self.signal is not None
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[StopRequested]:
+    stop = StopRequested()
+
+    def request(number, _frame) -> None:
+        stop.signal = number
+
+    previous = {number: signal.signal(number, request) for number in STOP_SIGNALS
+                if signal.getsignal(number) is not signal.SIG_IGN}
+    try:
+        yield stop
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def run(trace: Trace, *, duration_s: float | None, interval_s: float | None,
+        on_interval: Callable[[], None], stop: StopRequested, watch: ServerWatch,
+        on_tick: Callable[[], None] | None = None) -> None:
+    """Poll records until stopped; call on_interval every interval_s seconds, on_tick after
+    every poll (at least every POLL_MS)."""
+    losses = LossWatch(trace.collector.totals, watch.warn)
+    deadline = time.monotonic() + duration_s if duration_s else None
+    next_interval = time.monotonic() + interval_s if interval_s else None
+    while not stop:
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            break
+        wait = min([POLL_MS / 1000] + [t - now for t in (deadline, next_interval) if t is not None])
+        trace.collector.poll(max(int(wait * 1000), 0))
+        flush_stdout()  # once per batch of records: a write per line would cost more
+        now = time.monotonic()
+        if next_interval is not None and now >= next_interval:
+            on_interval()
+            next_interval += interval_s
+        watch.check(now)
+        losses.check(now)
+        if on_tick is not None:
+            on_tick()
+    trace.collector.drain()
+    flush_stdout()
