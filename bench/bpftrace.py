@@ -62,7 +62,7 @@ def probe_counts(output: str) -> dict[str, int]:
 
 def probe_spec(binary: str, mechanism: str, label: str, on_return: bool) -> str:
     """A dbprobe probe site (its plan's mechanism and label) as a bpftrace probe."""
-    if mechanism == "usdt":
+    if mechanism == "usdt" and label.count(":") == 1:
         return f"usdt:{binary}:{label}"  # label is "provider:name"
     symbol = label.split(" ", 1)[0]  # "PortalRun (return)" -> "PortalRun"
     return f"{'uretprobe' if on_return else 'uprobe'}:{binary}:{symbol}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import resource
 from dataclasses import dataclass
 
+from bench.bpfstats import bpf_run_time_ns
 from bench.cluster import BenchServer
 from bench.pgbench import Workload, run_pgbench
 from bench.procstat import MachineCpu, read_machine_cpu, ticks_to_seconds
@@ -27,6 +28,7 @@ class RunResult:
     client_cpu_s: float  # pgbench
     other_cpu_s: float  # everything else the machine ran meanwhile: noise
     steal_s: float  # CPU the hypervisor gave to other guests
+    bpf_s: float | None  # run time of the tracer's BPF programs (in the backends), when known
     statements: int | None  # statements the configuration counted
     events: int | None  # statements it delivered to user space
     lost_events: int | None
@@ -56,10 +58,13 @@ def measure(server: BenchServer, mode: Mode, workload: Workload, tools: Tools, *
     attached = attach(mode, server, workload.protocol, tools)
     try:
         quiet = server.wait_quiet()
+        pids = [process.pid for process in attached.processes]
+        bpf_before = bpf_run_time_ns(pids) if pids else None
         before = _Snapshot.take(server, attached.cpu_ticks())
         result = run_pgbench(server.server, workload)
         quiet = server.wait_quiet() and quiet
         after = _Snapshot.take(server, attached.cpu_ticks())
+        bpf_after = bpf_run_time_ns(pids) if pids else None
         peak_rss = attached.peak_rss_kib()
     except BaseException:
         attached.kill()
@@ -76,6 +81,8 @@ def measure(server: BenchServer, mode: Mode, workload: Workload, tools: Tools, *
         seconds=result.wall_seconds, tps=result.tps, transactions=result.transactions,
         server_cpu_s=server_cpu, tracer_cpu_s=tracer_cpu, client_cpu_s=result.client_cpu_seconds,
         other_cpu_s=max(other, 0.0), steal_s=ticks_to_seconds(machine.steal),
+        bpf_s=(bpf_after - bpf_before) / 1e9 if bpf_before is not None and bpf_after is not None
+        else None,
         statements=counts.statements, events=counts.events, lost_events=counts.lost_events,
         peak_rss_kib=peak_rss, attach_s=attached.ready_seconds, quiet=quiet, check=counts.check,
     )

@@ -22,6 +22,9 @@ MODES: dict[str, Mode] = {mode.key: mode for mode in (
     Mode("three", "slow+locks+txn",
          "dbprobe slow --threshold 100ms --json -p PID & dbprobe locks --json -p PID & "
          "dbprobe txn --threshold 100ms --json -p PID"),
+    Mode("together", "slow+locks+txn, one process",
+         "the three reports on one trace, as dbprobe demo runs them (python -m bench.combined "
+         "PID: slow and txn at 100 ms, every lock wait)"),
     Mode("bpftrace", "bpftrace hist (ref)",
          "bpftrace -e 'usdt:POSTGRES:postgresql:query__start { @start[tid] = nsecs; } "
          "usdt:POSTGRES:postgresql:query__done /@start[tid]/ { @latency_ns = "

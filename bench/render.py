@@ -64,7 +64,8 @@ def sections(report: Report) -> list[Section]:
 
 def _overhead_section(report: Report, protocol: str) -> Section:
     headers = ["configuration", "TPS", "TPS ratio [range]", "CPU-bound ratio", "server us/txn",
-               "tracer us/txn", "extra CPU us/txn", "counted/txn", "lost", "peak RSS MiB"]
+               "tracer us/txn", "extra CPU us/txn", "BPF us/txn", "counted/txn", "lost",
+               "peak RSS MiB"]
     rows = []
     for summary in (s for s in report.summaries if s.protocol == protocol):
         rows.append([
@@ -75,6 +76,7 @@ def _overhead_section(report: Report, protocol: str) -> Section:
             f"{summary.server_us_per_txn.median:.1f}",
             f"{summary.tracer_us_per_txn.median:.1f}",
             _signed(summary.extra_us_per_txn),
+            "-" if summary.bpf_us_per_txn is None else f"{summary.bpf_us_per_txn.median:.2f}",
             "-" if summary.counted_per_txn is None else f"{summary.counted_per_txn:.3f}",
             "-" if summary.lost_events is None else f"{summary.lost_events:,}",
             "-" if summary.peak_rss_kib is None else f"{summary.peak_rss_kib / 1024:.0f}",
@@ -85,7 +87,10 @@ def _overhead_section(report: Report, protocol: str) -> Section:
              "against the mean of the two neighbouring baseline runs.",
              "CPU-bound ratio: the TPS ratio predicted from CPU per transaction (server, "
              "tracer and pgbench) for a machine running nothing else; it does not depend on "
-             "how much CPU other work took during the run."]
+             "how much CPU other work took during the run.",
+             "BPF us/txn: run time of the tracer's BPF programs, from the kernel's own "
+             "statistics (enabled for the whole benchmark); the probe traps around them are "
+             "in the extra CPU but not here. It does not depend on the machine's other load."]
     notes += [f"{MODES[summary.mode].title}: {check}" for summary in report.summaries
               if summary.protocol == protocol for check in summary.checks]
     inexact = [MODES[s.mode].title for s in report.summaries if s.protocol == protocol and not s.exact_cpu]
@@ -160,8 +165,9 @@ def _hits_section(report: Report) -> Section | None:
         rows.append([hits.protocol, *(f"{hits.family_hits(family):.2f}" for family in families),
                      *(_per_hit(costs.get(mode)) for mode in costed)])
     notes = ["BPF program runs in the backends per transaction, counted with bpftrace on the "
-             "sites dbprobe attaches (statement__status is in every family: with all three "
-             "commands attached it runs three programs per hit).",
+             "sites dbprobe attaches (pgstat_report_activity is in every family: three commands "
+             "attached run three programs per hit there, one process running the three "
+             "reports runs one).",
              "us/hit: extra backend CPU per transaction over the neighbouring baselines "
              "(median of the runs) divided by the hits: dbprobe slow's query probes, the "
              "same probes with empty programs, the reference's two probes."]

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.bpfstats import bpf_stats
 from bench.cluster import BenchServer
 from bench.measure import RunResult, measure
 from bench.pgbench import Workload
@@ -90,7 +91,7 @@ def stderr_progress(message: str) -> None:
 def run_benchmark(settings: Settings, progress: Progress = stderr_progress) -> Measurements:
     found = Measurements()
     progress(f"initialising a pgbench database of scale {settings.scale}")
-    with tempfile.TemporaryDirectory(prefix="dbprobe-bench-out-") as scratch, \
+    with tempfile.TemporaryDirectory(prefix="dbprobe-bench-out-") as scratch, bpf_stats(), \
             BenchServer(scale=settings.scale, warmup_seconds=settings.warmup_seconds) as server:
         tools = Tools(workdir=Path(scratch), dbprobe=take_snapshot(Path(scratch) / "dbprobe-under-test"))
         found.postgres_version = server.version()

@@ -76,6 +76,7 @@ class ModeSummary:
     tracer_us_per_txn: Spread
     extra_us_per_txn: Spread | None  # (server + tracer) CPU per transaction minus the baseline's
     extra_server_us_per_txn: Spread | None
+    bpf_us_per_txn: Spread | None  # the tracer's BPF programs, from the kernel's statistics
     counted_per_txn: float | None  # statements the configuration counted, per transaction
     events_per_s: float | None  # statements delivered to user space per second
     tracer_us_per_event: Spread | None
@@ -118,6 +119,8 @@ def _summarise_mode(runs: list[RunResult], paired: list[PairedRun]) -> ModeSumma
         cpu_bound_ratio=_spread_or_none([p.cpu_bound_ratio for p in paired]),
         server_us_per_txn=spread(server_us_per_txn(run) for run in runs),
         tracer_us_per_txn=spread(run.tracer_cpu_s * 1e6 / run.transactions for run in runs),
+        bpf_us_per_txn=_spread_or_none([run.bpf_s * 1e6 / run.transactions for run in runs
+                                        if run.bpf_s is not None and run.transactions]),
         extra_us_per_txn=_spread_or_none([p.extra_us_per_txn for p in paired]),
         extra_server_us_per_txn=_spread_or_none([p.extra_server_us_per_txn for p in paired]),
         counted_per_txn=statistics.median(counted) if counted else None,
@@ -197,9 +200,34 @@ def check_budgets(summaries: Sequence[ModeSummary], startups: Sequence[StartupRe
         mine, reference = found.get(("slow", protocol)), found.get(("bpftrace", protocol))
         if mine is not None and reference is not None:
             checks.append(_versus_reference(mine, reference))
+    for protocol in ("simple", "extended"):
+        together, alone = found.get(("together", protocol)), found.get(("slow", protocol))
+        if together is not None and alone is not None:
+            checks.append(_together_check(together, alone))
     checks.append(_no_loss_check(found.get(("slow-all", "simple"))))
     checks.append(_startup_check(startups, max_startup_s))
     return checks
+
+
+MAX_TOGETHER_COST = 1.2  # slow+locks+txn in one process, against slow alone: extra CPU/txn
+
+
+def _together_check(together: ModeSummary, alone: ModeSummary) -> BudgetCheck:
+    name = f"slow+locks+txn in one process vs slow alone ({together.protocol})"
+    target = f"extra CPU <= {MAX_TOGETHER_COST:g}x"
+    if together.extra_us_per_txn is None or alone.extra_us_per_txn is None:
+        return BudgetCheck(name, target, "not measured", None)
+    mine, theirs = together.extra_us_per_txn.median, alone.extra_us_per_txn.median
+    if theirs <= 0:
+        return BudgetCheck(name, target, f"{mine:+.1f} vs {theirs:+.1f} us/txn (no cost to compare)",
+                           None)
+    ratio = mine / theirs
+    bpf = ""
+    if together.bpf_us_per_txn is not None and alone.bpf_us_per_txn is not None:
+        bpf = (f"; BPF programs {together.bpf_us_per_txn.median:.2f} vs "
+               f"{alone.bpf_us_per_txn.median:.2f} us/txn")
+    return BudgetCheck(name, target, f"{ratio:.2f}x ({mine:+.1f} vs {theirs:+.1f} us/txn{bpf})",
+                       ratio <= MAX_TOGETHER_COST)
 
 
 def _ratio_check(name: str, ratio: Spread | None, min_ratio: float) -> BudgetCheck:

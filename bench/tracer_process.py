@@ -79,14 +79,15 @@ class TracerProcess:
         lines = self.stderr_path.read_text(errors="replace").strip().splitlines()
         return " | ".join(lines[-3:]) or "(nothing on stderr)"
 
-    def summary(self) -> dict:
-        """The last JSON summary dbprobe printed on stdout."""
+    def summary(self, has: str | None = None) -> dict:
+        """The last JSON summary dbprobe printed on stdout (the last with the field `has`)."""
         for line in reversed(_tail_lines(self.stdout_path)):
             try:
                 record = json.loads(line)
             except ValueError:
                 continue
-            if isinstance(record, dict) and record.get("event") == "summary":
+            if (isinstance(record, dict) and record.get("event") == "summary"
+                    and (has is None or has in record)):
                 return record
         raise BenchError(f"{self.name} printed no summary: {self.stderr_tail()}")
 

@@ -78,12 +78,12 @@ class Attached:
 
 
 class DbprobeAttached(Attached):
-    """dbprobe commands, each its own process; the first is ``slow``, whose summary
-    counts the statements."""
+    """dbprobe commands, each its own process; the first is ``slow`` (or runs it), whose
+    summary counts the statements."""
 
     def _counts(self) -> TracerCounts:
-        summaries = [process.summary() for process in self.processes]
-        slow = summaries[0]
+        slow = self.processes[0].summary(has="statements")
+        summaries = [slow, *(process.summary() for process in self.processes[1:])]
         return TracerCounts(statements=slow["statements"], events=slow["slow"],
                             lost_events=sum(summary["lost_events"] for summary in summaries))
 
@@ -143,6 +143,13 @@ def _dbprobe(*commands: list[str]) -> Callable[[BenchServer, str, Tools], Attach
     return start
 
 
+def _reports_in_one_process(server: BenchServer, protocol: str, tools: Tools) -> Attached:
+    process = TracerProcess("dbprobe-together",
+                            tools.dbprobe.module_argv("bench.combined", str(server.pid)),
+                            tools.workdir, ready_mark=ATTACHED_MARK, **tools.dbprobe.popen_kwargs())
+    return DbprobeAttached([process])
+
+
 def _bpftrace(server: BenchServer, protocol: str, tools: Tools) -> Attached:
     script = bpftrace.reference_script(str(server.binary), protocol)
     process = TracerProcess("bpftrace", ["bpftrace", "-e", script], tools.workdir,
@@ -175,6 +182,7 @@ _ATTACHERS: dict[str, Callable[[BenchServer, str, Tools], Attached]] = {
     "slow-all": _dbprobe(["slow", "--threshold", "0", "--json"]),
     "three": _dbprobe(["slow", "--threshold", "100ms", "--json"], ["locks", "--json"],
                       ["txn", "--threshold", "100ms", "--json"]),
+    "together": _reports_in_one_process,
     "bpftrace": _bpftrace,
     "pgss": _pg_stat_statements,
     "empty": _empty_probes,

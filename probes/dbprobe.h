@@ -10,15 +10,24 @@
  *   DBP_TXN_THRESHOLD_NS    transactions at or over this duration are sent to user space
  *   DBP_FILTER_PIDS    when set, only processes in the traced_pids map: user space puts a
  *                      server's processes there, and its new children join at fork
+ *   DBP_RINGBUF_PAGES  pages of the ring buffer that carries records to user space; a
+ *                      power of two
+ *   DBP_WITH_<FAMILY>  set for each report family in the program (DBP_WITH_QUERY, ...), so
+ *                      that the handlers of a site shared by several families do each
+ *                      family's part in one program run
+ *
+ * Besides the contract, the helpers every program uses: the pid filter, record headers,
+ * submitting to the ring buffer, creating a thread's slot, and copying text from user memory.
  */
 #ifndef DBPROBE_H
 #define DBPROBE_H
 
 #include <uapi/linux/ptrace.h>
 
+#include "args.h"
+
 #define DBP_TEXT_MAX 2048      /* bytes of statement text captured; a power of two */
 #define DBP_HIST_SLOTS 64      /* slot 0: under 1 us; slot k: [2^(k-1), 2^k) us */
-#define DBP_MAX_ARGS 8         /* arguments a hook handler receives */
 #define DBP_LOCK_HOLDERS 8     /* holders of one lock remembered, and sent with a wait */
 #define DBP_TXN_STATEMENTS 3   /* statements of a transaction whose text is kept */
 #define DBP_TXN_TEXT_MAX 256   /* bytes kept of each; a power of two */
@@ -50,6 +59,7 @@ struct dbp_totals {
 	u64 query_ns;             /* their summed duration */
 	u64 emitted;              /* records handed to the ring buffer */
 	u64 lost;                 /* records dropped because the ring buffer was full */
+	u64 slow;                 /* statements at or over the query threshold, sent or lost */
 };
 
 struct dbp_header {
@@ -123,26 +133,25 @@ struct dbp_txn_event {
 	char text[DBP_TXN_STATEMENTS][DBP_TXN_TEXT_MAX];
 };
 
-BPF_RINGBUF_OUTPUT(events, 1 << 11);          /* 2048 pages: 8 MiB */
+#ifndef DBP_RINGBUF_PAGES
+#define DBP_RINGBUF_PAGES 2048   /* 8 MiB of 4 KiB pages */
+#endif
+
+#define DBP_SLOT_MAX 4096        /* bytes of the largest per-thread slot a program keeps */
+
+BPF_RINGBUF_OUTPUT(events, DBP_RINGBUF_PAGES);
 BPF_PERCPU_ARRAY(totals, struct dbp_totals, 1);
-BPF_PERCPU_ARRAY(query_hist, u64, DBP_HIST_SLOTS * DBP_PROTOCOLS);
+struct dbp_zero_block {
+	char bytes[DBP_SLOT_MAX];
+};
+
+/* Zeroes that new slots are created from: slots are too big for the BPF stack. */
+BPF_PERCPU_ARRAY(dbp_zeroes, struct dbp_zero_block, 1);
 
 static __always_inline struct dbp_totals *dbp_totals(void)
 {
 	u32 zero = 0;
 	return totals.lookup(&zero);
-}
-
-static __always_inline void dbp_hist_add(u32 protocol, u64 duration_ns)
-{
-	u64 us = duration_ns / 1000;
-	u32 slot = us ? bpf_log2l(us) : 0;
-	if (slot >= DBP_HIST_SLOTS)
-		slot = DBP_HIST_SLOTS - 1;
-	u32 index = protocol * DBP_HIST_SLOTS + slot;
-	u64 *value = query_hist.lookup(&index);
-	if (value)
-		*value += 1;
 }
 
 #ifdef DBP_FILTER_PIDS
@@ -170,6 +179,20 @@ static __always_inline bool dbp_pid_wanted(u32 tgid)
 #endif
 }
 
+/*
+ * What a new slot of the current thread starts as, in the manner of libbpf-tools'
+ * bpf_map_lookup_or_try_init: NULL when the thread is not one to trace. A program's slot
+ * lookup is then one line: map.lookup(&key), or map.lookup_or_try_init(&key, this).
+ * (BCC accepts map operations only in plain code, not in a macro or through a pointer.)
+ */
+static __always_inline const void *dbp_new_slot(u32 size)
+{
+	u32 zero = 0;
+	if (size > DBP_SLOT_MAX || !dbp_pid_wanted(bpf_get_current_pid_tgid() >> 32))
+		return 0;
+	return dbp_zeroes.lookup(&zero);
+}
+
 static __always_inline void dbp_fill_header(struct dbp_header *hdr, u32 kind, u16 hook)
 {
 	u64 pid_tgid = bpf_get_current_pid_tgid();
@@ -191,6 +214,51 @@ static __always_inline void dbp_submit(void *record, u32 size)
 		t->lost += 1;
 	else
 		t->emitted += 1;
+}
+
+/*
+ * Copy text at `src` (user memory of the current process) into `dst`, which holds
+ * `capacity` bytes (a constant, so the verifier sees every length bounded): `len` bytes
+ * when `sized` (MySQL packets are not NUL-terminated), else a C string, without its NUL.
+ * Returns the bytes copied; sets DBP_QF_TRUNCATED or DBP_QF_NO_TEXT in *flags. `len` is a
+ * u64 so that the verifier sees the bound checked on the very register passed on.
+ */
+static __always_inline u32 dbp_capture_text(char *dst, const u32 capacity, u64 src, u64 len,
+					    bool sized, u8 *flags)
+{
+	long copied;
+
+	if (!src) {
+		*flags |= DBP_QF_NO_TEXT;
+		return 0;
+	}
+	if (sized) {
+		if (len > capacity) {
+			len = capacity;
+			*flags |= DBP_QF_TRUNCATED;
+		}
+		if (bpf_probe_read_user(dst, len, (void *)src) != 0) {
+			*flags |= DBP_QF_NO_TEXT;
+			return 0;
+		}
+		return len;
+	}
+	copied = bpf_probe_read_user_str(dst, capacity, (void *)src);
+	if (copied <= 0) {
+		*flags |= DBP_QF_NO_TEXT;
+		return 0;
+	}
+	if (copied == capacity)
+		*flags |= DBP_QF_TRUNCATED;
+	return copied - 1;
+}
+
+/* The duration of a span as a histogram slot: slot 0 under 1 us, slot k [2^(k-1), 2^k) us. */
+static __always_inline u32 dbp_hist_slot(u64 duration_ns)
+{
+	u64 us = duration_ns / 1000;
+	u32 slot = us ? bpf_log2l(us) : 0;
+	return slot < DBP_HIST_SLOTS ? slot : DBP_HIST_SLOTS - 1;
 }
 
 #endif /* DBPROBE_H */

@@ -85,7 +85,6 @@ struct my_lock_thread {
 };
 
 BPF_TABLE("lru_hash", u32, struct my_lock_thread, my_lock_threads, MY_LOCK_THREADS);
-BPF_ARRAY(my_lock_blank_thread, struct my_lock_thread, 1);   /* zeroes, to create slots from */
 BPF_PERCPU_ARRAY(my_lock_scratch, struct dbp_lock_event, 1);
 
 static __always_inline bool my_is_lock_wait(u32 type)
@@ -101,19 +100,12 @@ static __always_inline struct my_lock_thread *my_lock_thread_of(u32 tid)
 /* The thread's slot, created when the thread belongs to a traced server. */
 static __always_inline struct my_lock_thread *my_lock_thread_slot(void)
 {
-	u64 pid_tgid = bpf_get_current_pid_tgid();
-	u32 tid = (u32)pid_tgid;
-	u32 zero = 0;
+	u32 tid = (u32)bpf_get_current_pid_tgid();
 	struct my_lock_thread *slot = my_lock_threads.lookup(&tid);
-	if (slot)
+	const void *fresh;
+	if (slot || !(fresh = dbp_new_slot(sizeof(*slot))))
 		return slot;
-	if (!dbp_pid_wanted(pid_tgid >> 32))
-		return 0;
-	struct my_lock_thread *blank = my_lock_blank_thread.lookup(&zero);
-	if (!blank)
-		return 0;
-	my_lock_threads.update(&tid, blank);
-	return my_lock_threads.lookup(&tid);
+	return my_lock_threads.lookup_or_try_init(&tid, fresh);
 }
 
 static __always_inline struct dbp_lock_event *my_lock_event(u32 kind, u8 type, u16 hook)
@@ -174,10 +166,10 @@ static __always_inline void my_lock_wait_closed(struct my_lock_thread *slot, u8 
 	dbp_submit(ev, offsetof(struct dbp_lock_event, holder));
 }
 
-static __always_inline int my_lock_statement(struct pt_regs *ctx, const u64 *args, u16 hook)
+static __always_inline int my_lock_statement(struct pt_regs *ctx, const struct dbp_args *args, u16 hook)
 {
-	u64 len = args[2];
-	struct my_lock_thread *slot = args[0] == MY_COM_QUERY ? my_lock_thread_slot()
+	bool query = dbp_arg(args, 0) == MY_COM_QUERY;
+	struct my_lock_thread *slot = query ? my_lock_thread_slot()
 				      : my_lock_thread_of((u32)bpf_get_current_pid_tgid());
 
 	if (!slot)
@@ -187,18 +179,18 @@ static __always_inline int my_lock_statement(struct pt_regs *ctx, const u64 *arg
 		my_lock_wait_closed(slot, MY_LOCK_WAIT_OUTCOME_UNKNOWN, hook);
 	slot->in_mdl_wait = 0;
 	slot->text_len = 0;
-	if (args[0] != MY_COM_QUERY || !args[1])
+	u64 text = query ? dbp_arg(args, 1) : 0;
+	if (!text)
 		return 0;
-	if (len > MY_LOCK_TEXT_MAX)
-		len = MY_LOCK_TEXT_MAX;
-	if (bpf_probe_read_user(slot->text, len, (void *)args[1]) == 0)
-		slot->text_len = len;
+	u8 flags = 0;
+	slot->text_len = dbp_capture_text(slot->text, MY_LOCK_TEXT_MAX, text, dbp_arg(args, 2), true,
+					  &flags);
 	return 0;
 }
 
-static __always_inline int my_wait_begin(struct pt_regs *ctx, const u64 *args, u16 hook)
+static __always_inline int my_wait_begin(struct pt_regs *ctx, const struct dbp_args *args, u16 hook)
 {
-	u32 type = (u32)args[0];
+	u32 type = (u32)dbp_arg(args, 0);
 	struct my_lock_thread *slot = my_lock_thread_of((u32)bpf_get_current_pid_tgid());
 
 	if (slot && slot->open_type) {
@@ -215,7 +207,7 @@ static __always_inline int my_wait_begin(struct pt_regs *ctx, const u64 *args, u
 	return 0;
 }
 
-static __always_inline int my_wait_end(struct pt_regs *ctx, const u64 *args, u16 hook)
+static __always_inline int my_wait_end(struct pt_regs *ctx, const struct dbp_args *args, u16 hook)
 {
 	struct my_lock_thread *slot = my_lock_thread_of((u32)bpf_get_current_pid_tgid());
 
@@ -231,10 +223,10 @@ static __always_inline int my_wait_end(struct pt_regs *ctx, const u64 *args, u16
 	return 0;
 }
 
-static __always_inline int my_mdl_wait(struct pt_regs *ctx, const u64 *args, u16 hook)
+static __always_inline int my_mdl_wait(struct pt_regs *ctx, const struct dbp_args *args, u16 hook)
 {
-	u64 mdl_wait = args[0];
-	u64 stage = args[1];
+	u64 mdl_wait = dbp_arg(args, 0);
+	u64 stage = dbp_arg(args, 1);
 	struct my_lock_thread *slot = my_lock_thread_slot();
 
 	if (!slot)
@@ -264,9 +256,9 @@ static __always_inline u8 my_mdl_outcome(u32 status)
 	}
 }
 
-static __always_inline int my_mdl_waited(struct pt_regs *ctx, const u64 *args, u16 hook)
+static __always_inline int my_mdl_waited(struct pt_regs *ctx, const struct dbp_args *args, u16 hook)
 {
-	u32 status = (u32)args[0];
+	u32 status = (u32)dbp_arg(args, 0);
 	struct my_lock_thread *slot = my_lock_thread_of((u32)bpf_get_current_pid_tgid());
 
 	if (!slot)

@@ -83,24 +83,16 @@ struct my_statement_key {
 
 BPF_F_TABLE("hash", u32, struct my_command, my_commands, 65536, BPF_F_NO_PREALLOC);
 BPF_TABLE("lru_hash", struct my_statement_key, struct my_text, my_prepared, 4096);
-BPF_ARRAY(my_blank_command, struct my_command, 1);   /* zeroes, to create slots from */
 
 /* The thread's slot, created on its first statement when it belongs to a traced server. */
 static __always_inline struct my_command *my_slot(void)
 {
-	u64 pid_tgid = bpf_get_current_pid_tgid();
-	u32 tid = (u32)pid_tgid;
-	u32 zero = 0;
+	u32 tid = (u32)bpf_get_current_pid_tgid();
 	struct my_command *slot = my_commands.lookup(&tid);
-	if (slot)
+	const void *fresh;
+	if (slot || !(fresh = dbp_new_slot(sizeof(*slot))))
 		return slot;
-	if (!dbp_pid_wanted(pid_tgid >> 32))
-		return 0;
-	struct my_command *blank = my_blank_command.lookup(&zero);
-	if (!blank)
-		return 0;
-	my_commands.update(&tid, blank);
-	return my_commands.lookup(&tid);
+	return my_commands.lookup_or_try_init(&tid, fresh);
 }
 
 static __always_inline void my_begin(struct my_command *slot, u8 command, u64 thd, u16 hook)
@@ -113,40 +105,11 @@ static __always_inline void my_begin(struct my_command *slot, u8 command, u64 th
 	slot->command = command;
 }
 
-/*
- * Copy a statement's text: `len` bytes when `sized`, else a NUL-terminated string. `len` is
- * a u64 so that the verifier sees the bound checked on the very register passed on.
- */
+/* Copy a statement's text: `len` bytes when `sized`, else a NUL-terminated string. */
 static __always_inline void my_capture(struct my_text *text, u64 src, u64 len, bool sized)
 {
-	long copied;
-
-	text->len = 0;
 	text->flags = 0;
-	if (!src) {
-		text->flags = DBP_QF_NO_TEXT;
-		return;
-	}
-	if (sized) {
-		if (len > DBP_TEXT_MAX) {
-			len = DBP_TEXT_MAX;
-			text->flags = DBP_QF_TRUNCATED;
-		}
-		if (bpf_probe_read_user(text->bytes, len, (void *)src) != 0) {
-			text->flags |= DBP_QF_NO_TEXT;
-			return;
-		}
-		text->len = len;
-		return;
-	}
-	copied = bpf_probe_read_user_str(text->bytes, DBP_TEXT_MAX, (void *)src);
-	if (copied <= 0) {
-		text->flags = DBP_QF_NO_TEXT;
-		return;
-	}
-	if (copied == DBP_TEXT_MAX)
-		text->flags = DBP_QF_TRUNCATED;
-	text->len = copied - 1;
+	text->len = dbp_capture_text(text->bytes, DBP_TEXT_MAX, src, len, sized, &text->flags);
 }
 
 static __always_inline struct dbp_query_event *my_event(const struct my_command *slot, u64 end_ns,
@@ -244,9 +207,7 @@ static __always_inline void my_remember_prepared(struct my_command *slot)
 
 static __always_inline void my_finish_execute(struct my_command *slot, u64 now)
 {
-	u64 duration = now - slot->start_ns;
-	dbp_count_query(DBP_PROTO_PREPARED, duration);
-	if (duration < DBP_QUERY_THRESHOLD_NS)
+	if (!dbp_count_query(DBP_PROTO_PREPARED, now - slot->start_ns))
 		return;
 	struct my_statement_key key = my_statement(slot->thd, slot->stmt_id);
 	struct my_text *text = my_prepared.lookup(&key);
@@ -258,16 +219,14 @@ static __always_inline void my_finish_execute(struct my_command *slot, u64 now)
 
 static __always_inline void my_finish_query(struct my_command *slot, u64 now, u8 flags)
 {
-	u64 duration = now - slot->start_ns;
-	dbp_count_query(DBP_PROTO_SIMPLE, duration);
-	if (duration >= DBP_QUERY_THRESHOLD_NS)
+	if (dbp_count_query(DBP_PROTO_SIMPLE, now - slot->start_ns))
 		my_emit(slot, now, DBP_PROTO_SIMPLE, flags, &slot->text);
 }
 
-static __always_inline int my_dispatch(struct pt_regs *ctx, const u64 *args, u16 hook)
+static __always_inline int my_dispatch(struct pt_regs *ctx, const struct dbp_args *args, u16 hook)
 {
-	u8 command = args[0];
-	u64 thd = args[1];
+	u8 command = dbp_arg(args, 0);
+	u64 thd = dbp_arg(args, 1);
 	struct my_command *slot;
 
 	switch (command) {
@@ -277,9 +236,10 @@ static __always_inline int my_dispatch(struct pt_regs *ctx, const u64 *args, u16
 		if (!slot)
 			return 0;
 		my_begin(slot, command, thd, hook);
-		my_capture(&slot->text, args[2], args[3], true);
-		if (args[2])
-			slot->reply = args[2] - 1;
+		u64 text = dbp_arg(args, 2);
+		my_capture(&slot->text, text, dbp_arg(args, 3), true);
+		if (text)
+			slot->reply = text - 1;
 		return 0;
 	case MY_COM_STMT_EXECUTE:
 	case MY_COM_STMT_BULK_EXECUTE:
@@ -287,10 +247,10 @@ static __always_inline int my_dispatch(struct pt_regs *ctx, const u64 *args, u16
 		if (!slot)
 			return 0;
 		my_begin(slot, command, thd, hook);
-		slot->stmt_id = (u32)args[4];
+		slot->stmt_id = (u32)dbp_arg(args, 4);
 		return 0;
 	case MY_COM_STMT_CLOSE: {
-		struct my_statement_key key = my_statement(thd, (u32)args[4]);
+		struct my_statement_key key = my_statement(thd, (u32)dbp_arg(args, 4));
 		my_prepared.delete(&key);
 		return 0;
 	}
@@ -299,7 +259,7 @@ static __always_inline int my_dispatch(struct pt_regs *ctx, const u64 *args, u16
 	}
 }
 
-static __always_inline int my_dispatch_done(struct pt_regs *ctx, const u64 *args, u16 hook)
+static __always_inline int my_dispatch_done(struct pt_regs *ctx, const struct dbp_args *args, u16 hook)
 {
 	u32 tid = (u32)bpf_get_current_pid_tgid();
 	struct my_command *slot = my_commands.lookup(&tid);
@@ -317,24 +277,24 @@ static __always_inline int my_dispatch_done(struct pt_regs *ctx, const u64 *args
 	return 0;
 }
 
-static __always_inline int my_query_start(struct pt_regs *ctx, const u64 *args, u16 hook)
+static __always_inline int my_query_start(struct pt_regs *ctx, const struct dbp_args *args, u16 hook)
 {
 	struct my_command *slot = my_slot();
 	if (!slot)
 		return 0;
 	my_begin(slot, MY_COM_QUERY, 0, hook);
-	my_capture(&slot->text, args[0], 0, false);
+	my_capture(&slot->text, dbp_arg(args, 0), 0, false);
 	return 0;
 }
 
-static __always_inline int my_query_done(struct pt_regs *ctx, const u64 *args, u16 hook)
+static __always_inline int my_query_done(struct pt_regs *ctx, const struct dbp_args *args, u16 hook)
 {
 	u32 tid = (u32)bpf_get_current_pid_tgid();
 	struct my_command *slot = my_commands.lookup(&tid);
 	if (!slot || slot->command != MY_COM_QUERY)
 		return 0;
 	slot->command = MY_IDLE;
-	my_finish_query(slot, bpf_ktime_get_ns(), args[0] ? DBP_QF_ERROR : 0);
+	my_finish_query(slot, bpf_ktime_get_ns(), dbp_arg(args, 0) ? DBP_QF_ERROR : 0);
 	return 0;
 }
 

@@ -3,40 +3,35 @@
  *
  * Hooks (see probes/postgresql.toml):
  *
- *   pg_txn_start(lxid, backend)   a transaction starts (USDT transaction__start: the local id;
- *                                 the backend id from the global MyBackendId)
- *   pg_txn_commit(vxid)           it commits (transaction__commit)
- *   pg_txn_abort(vxid)            it aborts, by ROLLBACK or by an error (transaction__abort)
- *   pg_txn_timestamp(ts, backend) uprobe recipe: pgstat_report_xact_timestamp, called with the
- *                                 start time when a transaction starts and 0 when it ends
- *   pg_txn_aborting()             uprobe recipe: AtAbort_Portals, only on the abort path
- *   pg_txn_statement(text)        a statement starts (activity report); NULL when idle
+ *   pg_activity(state, text, database, proc, lxid_at, backend)   the backend reports an
+ *                                 activity (pgstat_report_activity; postgresql.h)
+ *   pg_txn_abort()                the transaction aborts, by ROLLBACK or by an error
+ *                                 (USDT transaction__abort, or AtAbort_Portals)
  *
- * Each backend's open transaction lives in a kernel map: its start, the statements that ran
- * in it (counted; the first few kept as text), and how long it sat idle between them. When
- * it ends, the duration goes into a kernel histogram and the commit/abort counters; only
- * transactions at or over DBP_TXN_THRESHOLD_NS go to user space, with their statements.
+ * Transactions are read from the activity reports, with no probe on every transaction's
+ * start and commit: a statement that starts while the backend is idle (outside a
+ * transaction) opens one, and the transaction ends when the backend next goes idle
+ * outside a transaction, or in a failed one. In between, the backend goes idle in
+ * transaction, and the time until its next statement is the transaction's idle time.
+ * Statements in a failed transaction (up to its ROLLBACK) open none; neither does a
+ * connection's start-up, which reports no statement. A transaction's start is its first
+ * statement's, its end the report that it went idle: what the client waits for.
+ *
+ * The transaction's local id is read from the backend's PGPROC when it goes idle in
+ * transaction (an implicit transaction of one statement is over before any report sees
+ * it), and when a backend's first statement since dbprobe attached starts, to tell
+ * whether it runs in a transaction that began before (not reported: its start is unknown).
+ *
+ * Each backend's open transaction lives in its slot: its start, its statements (counted;
+ * the first few kept as text, from the slot's copy), its idle time. When it ends, the
+ * duration goes into a kernel histogram and the commit/abort counters; only transactions
+ * at or over DBP_TXN_THRESHOLD_NS go to user space, with their statements.
  */
-#include "dbprobe.h"
+#include "postgresql.h"
 
 #ifndef DBP_TXN_THRESHOLD_NS
 #define DBP_TXN_THRESHOLD_NS 0
 #endif
-
-struct pg_txn {
-	u64 start_ns;               /* 0: no transaction open */
-	u64 idle_since;             /* 0: not idle */
-	u64 idle_ns;
-	u64 statement;              /* pointer to the running statement's text, 0 when idle */
-	u32 backend_id;
-	u32 lxid;
-	u16 statements;
-	u8 aborting;
-	u8 pad;
-	u16 text_len[DBP_TXN_STATEMENTS];
-	u16 reserved;
-	char text[DBP_TXN_STATEMENTS][DBP_TXN_TEXT_MAX];
-};
 
 struct pg_txn_totals {
 	u64 commits;
@@ -44,53 +39,68 @@ struct pg_txn_totals {
 	u64 total_ns;
 };
 
-BPF_TABLE("lru_hash", u32, struct pg_txn, pg_txns, 4096);
-BPF_PERCPU_ARRAY(pg_txn_zero, struct pg_txn, 1);
 BPF_PERCPU_ARRAY(txn_scratch, struct dbp_txn_event, 1);
 BPF_PERCPU_ARRAY(txn_totals, struct pg_txn_totals, 1);
 BPF_PERCPU_ARRAY(txn_hist, u64, DBP_HIST_SLOTS);
 
-static __always_inline struct pg_txn *pg_txn_slot(u32 tid)
+/* The backend's local transaction id, 0 outside a transaction (or when unknown). */
+static __always_inline u32 pg_txn_local_id(const struct dbp_args *args)
 {
-	struct pg_txn *txn = pg_txns.lookup(&tid);
-	if (txn)
-		return txn;
-	u32 zero = 0;
-	struct pg_txn *fresh = pg_txn_zero.lookup(&zero);
-	if (!fresh || !dbp_pid_wanted(bpf_get_current_pid_tgid() >> 32))
-		return 0;
-	pg_txns.update(&tid, fresh);
-	return pg_txns.lookup(&tid);
+	u64 proc = dbp_arg(args, PG_ARG_PROC);
+	u64 at = dbp_arg(args, PG_ARG_LXID_AT);
+	u32 lxid = 0;
+	if (proc && at)
+		bpf_probe_read_user(&lxid, sizeof(lxid), (void *)(proc + at));
+	return lxid;
 }
 
-static __always_inline void pg_txn_keep_statement(struct pg_txn *txn, u64 text)
+static __always_inline void pg_txn_keep_statement(struct pg_backend *b)
 {
+	struct pg_txn *txn = &b->txn;
 	u16 index = txn->statements;
 	txn->statements += 1;
-	if (index >= DBP_TXN_STATEMENTS || !text)
+	if (index >= DBP_TXN_STATEMENTS)
 		return;
-	long copied = bpf_probe_read_user_str(txn->text[index], DBP_TXN_TEXT_MAX, (void *)text);
-	txn->text_len[index] = copied > 0 ? copied - 1 : 0;
+	u32 len = b->ev.text_len;
+	/* From the slot's copy, in kernel memory: a plain copy, cheaper than a helper's. */
+	__builtin_memcpy(txn->text + index * DBP_TXN_TEXT_MAX, b->ev.text, DBP_TXN_TEXT_MAX);
+	txn->text_len[index] = len < DBP_TXN_TEXT_MAX ? len : DBP_TXN_TEXT_MAX;
 }
 
-static __always_inline void pg_txn_begin(struct pg_txn *txn, u32 lxid, u32 backend_id)
+static __always_inline void pg_txn_statement_began(struct pg_backend *b, u64 now, const struct dbp_args *args)
 {
-	txn->start_ns = bpf_ktime_get_ns();
+	struct pg_txn *txn = &b->txn;
+
+	if (txn->start_ns) {
+		if (txn->idle_since) {
+			txn->idle_ns += now - txn->idle_since;
+			txn->idle_since = 0;
+		}
+		pg_txn_keep_statement(b);
+		return;
+	}
+	u8 before = b->idle_state;
+	u32 lxid = 0;
+	if (before == PG_STATE_UNDEFINED) {   /* the first statement since dbprobe attached */
+		lxid = pg_txn_local_id(args);
+		before = lxid ? PG_STATE_IDLE_IN_TRANSACTION : PG_STATE_IDLE;
+	}
+	if (before != PG_STATE_IDLE)
+		return;                        /* in a failed transaction, or one begun unseen */
+	txn->start_ns = now;
 	txn->idle_since = 0;
 	txn->idle_ns = 0;
 	txn->lxid = lxid;
-	txn->backend_id = backend_id;
 	txn->statements = 0;
 	txn->aborting = 0;
 #pragma unroll
 	for (int i = 0; i < DBP_TXN_STATEMENTS; i++)
 		txn->text_len[i] = 0;
-	/* The statement that opened it (BEGIN, or the implicit transaction's statement). */
-	if (txn->statement)
-		pg_txn_keep_statement(txn, txn->statement);
+	pg_txn_keep_statement(b);
 }
 
-static __always_inline void pg_txn_emit(struct pg_txn *txn, u64 now, u8 outcome, u16 hook)
+static __always_inline void pg_txn_emit(struct pg_txn *txn, u64 now, u8 outcome,
+				       const struct dbp_args *args, u16 hook)
 {
 	u32 zero = 0;
 	struct dbp_txn_event *ev = txn_scratch.lookup(&zero);
@@ -100,7 +110,7 @@ static __always_inline void pg_txn_emit(struct pg_txn *txn, u64 now, u8 outcome,
 	ev->start_ns = txn->start_ns;
 	ev->end_ns = now;
 	ev->idle_ns = txn->idle_ns;
-	ev->backend_id = txn->backend_id;
+	ev->backend_id = dbp_arg(args, PG_ARG_BACKEND);   /* the same for the backend's life */
 	ev->lxid = txn->lxid;
 	ev->statements = txn->statements;
 	ev->outcome = outcome;
@@ -111,9 +121,9 @@ static __always_inline void pg_txn_emit(struct pg_txn *txn, u64 now, u8 outcome,
 	dbp_submit(ev, sizeof(*ev));
 }
 
-static __always_inline void pg_txn_finish(struct pg_txn *txn, u8 outcome, u16 hook)
+static __always_inline void pg_txn_finish(struct pg_txn *txn, u64 now, u8 outcome,
+					 const struct dbp_args *args, u16 hook)
 {
-	u64 now = bpf_ktime_get_ns();
 	u64 duration = now - txn->start_ns;
 	u32 zero = 0;
 	struct pg_txn_totals *totals = txn_totals.lookup(&zero);
@@ -124,91 +134,38 @@ static __always_inline void pg_txn_finish(struct pg_txn *txn, u8 outcome, u16 ho
 			totals->commits += 1;
 		totals->total_ns += duration;
 	}
-	u64 us = duration / 1000;
-	u32 slot = us ? bpf_log2l(us) : 0;
-	if (slot >= DBP_HIST_SLOTS)
-		slot = DBP_HIST_SLOTS - 1;
+	u32 slot = dbp_hist_slot(duration);
 	u64 *count = txn_hist.lookup(&slot);
 	if (count)
 		*count += 1;
 	if (duration >= DBP_TXN_THRESHOLD_NS)
-		pg_txn_emit(txn, now, outcome, hook);
+		pg_txn_emit(txn, now, outcome, args, hook);
 	txn->start_ns = 0;
 }
 
-static __always_inline int pg_txn_start(struct pt_regs *ctx, const u64 *args, u16 hook)
+static __always_inline void pg_txn_went_idle(struct pg_backend *b, u64 now, const struct dbp_args *args,
+					     u16 hook)
 {
-	struct pg_txn *txn = pg_txn_slot((u32)bpf_get_current_pid_tgid());
-	if (txn)
-		pg_txn_begin(txn, args[0], args[1]);
-	return 0;
-}
+	struct pg_txn *txn = &b->txn;
+	u32 state = dbp_arg(args, PG_ARG_STATE);
 
-static __always_inline int pg_txn_commit(struct pt_regs *ctx, const u64 *args, u16 hook)
-{
-	u32 tid = (u32)bpf_get_current_pid_tgid();
-	struct pg_txn *txn = pg_txns.lookup(&tid);
-	if (txn && txn->start_ns)
-		pg_txn_finish(txn, DBP_TXN_COMMIT, hook);
-	return 0;
-}
-
-static __always_inline int pg_txn_abort(struct pt_regs *ctx, const u64 *args, u16 hook)
-{
-	u32 tid = (u32)bpf_get_current_pid_tgid();
-	struct pg_txn *txn = pg_txns.lookup(&tid);
-	if (txn && txn->start_ns)
-		pg_txn_finish(txn, DBP_TXN_ABORT, hook);
-	return 0;
-}
-
-static __always_inline int pg_txn_timestamp(struct pt_regs *ctx, const u64 *args, u16 hook)
-{
-	u32 tid = (u32)bpf_get_current_pid_tgid();
-	if (args[0]) {
-		struct pg_txn *txn = pg_txn_slot(tid);
-		if (txn)
-			pg_txn_begin(txn, 0, args[1]);
-		return 0;
-	}
-	struct pg_txn *txn = pg_txns.lookup(&tid);
-	if (txn && txn->start_ns)
-		pg_txn_finish(txn, txn->aborting ? DBP_TXN_ABORT : DBP_TXN_COMMIT, hook);
-	return 0;
-}
-
-static __always_inline int pg_txn_aborting(struct pt_regs *ctx, const u64 *args, u16 hook)
-{
-	u32 tid = (u32)bpf_get_current_pid_tgid();
-	struct pg_txn *txn = pg_txns.lookup(&tid);
-	if (txn && txn->start_ns)
-		txn->aborting = 1;
-	return 0;
-}
-
-static __always_inline int pg_txn_statement(struct pt_regs *ctx, const u64 *args, u16 hook)
-{
-	u64 text = args[0];
-	u32 tid = (u32)bpf_get_current_pid_tgid();
-	struct pg_txn *txn = text ? pg_txn_slot(tid) : pg_txns.lookup(&tid);
-	if (!txn)
-		return 0;
-	u64 now = bpf_ktime_get_ns();
-	if (!text) {
-		txn->statement = 0;
-		if (txn->start_ns && !txn->idle_since)
-			txn->idle_since = now;
-		return 0;
-	}
-	if (txn->statement)
-		return 0;       /* Bind or Execute of the statement already counted */
-	txn->statement = text;
 	if (!txn->start_ns)
-		return 0;       /* not in a transaction yet: counted when it starts */
-	if (txn->idle_since) {
-		txn->idle_ns += now - txn->idle_since;
-		txn->idle_since = 0;
+		return;
+	if (state == PG_STATE_IDLE_IN_TRANSACTION) {
+		txn->idle_since = now;
+		if (!txn->lxid)
+			txn->lxid = pg_txn_local_id(args);
+		return;
 	}
-	pg_txn_keep_statement(txn, text);
+	if (state == PG_STATE_IDLE || state == PG_STATE_IDLE_IN_FAILED_TRANSACTION)
+		pg_txn_finish(txn, now, txn->aborting || state != PG_STATE_IDLE ? DBP_TXN_ABORT
+						: DBP_TXN_COMMIT, args, hook);
+}
+
+static __always_inline int pg_txn_abort(struct pt_regs *ctx, const struct dbp_args *args, u16 hook)
+{
+	struct pg_backend *b = pg_backend_of(pg_tid());
+	if (b && b->txn.start_ns)
+		b->txn.aborting = 1;
 	return 0;
 }

@@ -15,40 +15,12 @@
 #endif
 
 BPF_PERCPU_ARRAY(query_scratch, struct dbp_query_event, 1);  /* an event being assembled */
+BPF_PERCPU_ARRAY(query_hist, u64, DBP_HIST_SLOTS * DBP_PROTOCOLS);
 
-/*
- * Copy the statement text at `text` (user memory of the current process) into the event.
- * `len` is the known length (MySQL packets are not NUL-terminated), or 0 for a C string.
- */
-static __always_inline void dbp_read_text(struct dbp_query_event *ev, u64 text, u32 len)
+/* Copy the statement text at `text` into the event; `len` as dbp_capture_text takes it. */
+static __always_inline void dbp_read_text(struct dbp_query_event *ev, u64 text, u64 len, bool sized)
 {
-	long copied;
-
-	ev->text_len = 0;
-	if (!text) {
-		ev->flags |= DBP_QF_NO_TEXT;
-		return;
-	}
-	if (len) {
-		if (len > DBP_TEXT_MAX) {
-			len = DBP_TEXT_MAX;
-			ev->flags |= DBP_QF_TRUNCATED;
-		}
-		if (bpf_probe_read_user(ev->text, len, (void *)text) != 0) {
-			ev->flags |= DBP_QF_NO_TEXT;
-			return;
-		}
-		ev->text_len = len;
-		return;
-	}
-	copied = bpf_probe_read_user_str(ev->text, DBP_TEXT_MAX, (void *)text);
-	if (copied <= 0) {
-		ev->flags |= DBP_QF_NO_TEXT;
-		return;
-	}
-	if (copied == DBP_TEXT_MAX)
-		ev->flags |= DBP_QF_TRUNCATED;
-	ev->text_len = copied - 1;   /* without the NUL */
+	ev->text_len = dbp_capture_text(ev->text, DBP_TEXT_MAX, text, len, sized, &ev->flags);
 }
 
 /* Everything but the text, for programs that hold the text themselves. */
@@ -73,14 +45,25 @@ static __always_inline u32 dbp_event_size(struct dbp_query_event *ev)
 	return size;
 }
 
-static __always_inline void dbp_count_query(u8 protocol, u64 duration)
+/*
+ * Count a completed statement in the totals and the histogram; whether it is slow, that
+ * is at or over the threshold (counted here whether or not its event reaches user space).
+ */
+static __always_inline bool dbp_count_query(u8 protocol, u64 duration)
 {
+	bool slow = duration >= DBP_QUERY_THRESHOLD_NS;
 	struct dbp_totals *t = dbp_totals();
 	if (t) {
 		t->queries += 1;
 		t->query_ns += duration;
+		if (slow)
+			t->slow += 1;
 	}
-	dbp_hist_add(protocol, duration);
+	u32 index = protocol * DBP_HIST_SLOTS + dbp_hist_slot(duration);
+	u64 *value = query_hist.lookup(&index);
+	if (value)
+		*value += 1;
+	return slow;
 }
 
 #endif /* DBPROBE_QUERY_H */

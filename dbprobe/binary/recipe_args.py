@@ -7,6 +7,7 @@ unsigned 8 bytes) and WHERE one of:
   ``8(arg2)``, ``(arg2)``  memory at the second argument plus 8 (or 0): a struct's field
   ``ret``, ``8(ret)``      the return value, at the function's return, or memory at it
   ``NAME``, ``NAME+8``     the global variable NAME, or memory 8 bytes into it
+  ``$64``                  the constant 64 (an offset into a server struct, per version)
 
 Arguments count from 1, as USDT argument numbers do; ``argN`` and ``ret`` are never
 taken for globals of those names. Binding a recipe to a binary resolves each one through
@@ -29,9 +30,10 @@ _VALUE = re.compile(_BASE)
 _ARGUMENT_LIKE = re.compile(r"(?:[0-9a-fA-Fx-]*\()?arg[0-9]*\)?")
 _NOT_GLOBALS = re.compile(r"arg[0-9]*|ret")
 _IN_MEMORY = re.compile(rf"(?P<offset>{_NUMBER})?\((?:{_BASE})\)")
+_CONSTANT = re.compile(rf"\$(?P<value>{_NUMBER})")
 _GLOBAL = re.compile(r"(?P<symbol>[A-Za-z_][A-Za-z0-9_.$]*)(?P<offset>[-+](?:0[xX][0-9a-fA-F]+|[0-9]+))?")
 
-_EXPECTED_FORMS = "expected argN, OFFSET(argN), ret, OFFSET(ret), GLOBAL or GLOBAL+OFFSET"
+_EXPECTED_FORMS = "expected argN, OFFSET(argN), ret, OFFSET(ret), GLOBAL, GLOBAL+OFFSET or $CONSTANT"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,10 +42,10 @@ class RecipeArg:
 
     size: int
     signed: bool
-    base: str  # "arg" | "ret" | "global"
+    base: str  # "arg" | "ret" | "global" | "const"
     number: int  # which argument, from 1, for "arg"; 0 otherwise
     in_memory: bool  # read memory at base + offset rather than the base itself
-    offset: int
+    offset: int  # the value, for "const"
     symbol: str | None  # the global, for "global"
     text: str
 
@@ -55,6 +57,8 @@ class RecipeArg:
         def spec(kind: str, reg: str, offset: int = 0, symbol: str | None = None) -> ArgSpec:
             return ArgSpec(self.size, self.signed, kind, reg, offset, 0, symbol, self.text)
 
+        if self.base == "const":
+            return ArgSpec(self.size, self.signed, "const", None, 0, self.offset, None, self.text)
         if self.base == "global":
             return spec("symbol", arch.instruction_pointer, self.offset, self.symbol)
         if self.base == "ret":
@@ -83,6 +87,8 @@ def parse_recipe_arg(text: str) -> RecipeArg:
     if match := _VALUE.fullmatch(where):
         base, number = _base(match)
         return RecipeArg(size, signed, base, number, False, 0, None, stripped)
+    if match := _CONSTANT.fullmatch(where):
+        return RecipeArg(size, signed, "const", 0, False, int(match["value"], 0), None, stripped)
     if match := _IN_MEMORY.fullmatch(where):
         base, number = _base(match)
         offset = int(match["offset"] or "0", 0)
@@ -102,7 +108,7 @@ def _base(match: re.Match[str]) -> tuple[str, int]:
 def placement_error(arg: RecipeArg, site: str) -> str | None:
     """Why ``arg`` cannot be read where a hook runs, or None. ``site`` is "usdt" (a USDT
     probe's site), "entry" or "return" (a uprobe at a function's entry or return)."""
-    if site == "usdt" and arg.base != "global":
+    if site == "usdt" and arg.base not in ("global", "const"):
         return (f"recipe argument {arg.text!r}: a USDT probe's own arguments are numbers"
                 " (1, 2...); its site can read globals")
     if site == "entry" and arg.base == "ret":

@@ -34,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_command(args: argparse.Namespace) -> int:
     threshold_ns = parse_threshold_ns(args.threshold)
     request = TraceRequest(families=("locks",), databases=_databases(args.dsn, args.pid, args.binary),
-                           pid=args.pid, binary=args.binary)
+                           pid=args.pid, binary=args.binary,
+                           ringbuf_bytes=args.ring_buffer)
     catalog = PostgresCatalog(args.dsn, warn=status) if args.dsn else None
     try:
         report = LockReport(output_from_args(args), threshold_ns, catalog)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from dbprobe.errors import DbprobeError
+from dbprobe.kernel.program import DEFAULT_RINGBUF_BYTES, PAGE_SIZE, Parameters
 from dbprobe.render.output import Output, terminal_width
 from dbprobe.units import parse_duration_ns
 
@@ -26,6 +27,10 @@ def add_output_options(parser: argparse.ArgumentParser, *, digest: str) -> None:
                         help="one JSON object per line on stdout; messages go to stderr")
     parser.add_argument("--show-literals", action="store_true",
                         help="show statements as sent, literals included (they can hold secrets)")
+    parser.add_argument("--ring-buffer", type=ring_buffer_bytes, default=DEFAULT_RINGBUF_BYTES,
+                        metavar="SIZE", dest="ring_buffer",
+                        help="kernel buffer for records on their way to dbprobe: a power of two "
+                             "from 4K to 1G (8M by default); more loses fewer under bursts")
 
 
 def output_from_args(args: argparse.Namespace) -> Output:
@@ -54,6 +59,27 @@ def at_least_two(text: str) -> int:
     if number < 2:
         raise argparse.ArgumentTypeError("must be at least 2 (one session holds a lock, the others queue)")
     return number
+
+
+_SIZE_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+MAX_RINGBUF_BYTES = 1 << 30
+
+
+def ring_buffer_bytes(text: str) -> int:
+    """A ring buffer size: 64M, 512K, 1G; a plain number is MiB."""
+    number, unit = text.strip().rstrip("iBb").upper(), "M"
+    if number[-1:] in _SIZE_UNITS:
+        number, unit = number[:-1], number[-1]
+    if not number.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size such as 16M")
+    size = int(number) * _SIZE_UNITS[unit]
+    try:
+        Parameters(ringbuf_bytes=size)
+    except ValueError:
+        size = 0
+    if not PAGE_SIZE <= size <= MAX_RINGBUF_BYTES:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a power of two from 4K to 1G")
+    return size
 
 
 def seconds(text: str) -> float:

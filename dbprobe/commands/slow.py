@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_command(args: argparse.Namespace) -> int:
     threshold_ns = parse_threshold_ns(args.threshold)
     request = TraceRequest(families=("query",), databases=DATABASES, pid=args.pid,
-                           binary=args.binary, thresholds_ns={"query": threshold_ns})
+                           binary=args.binary, thresholds_ns={"query": threshold_ns},
+                           ringbuf_bytes=args.ring_buffer)
     trace_reports([SlowQueryReport(output_from_args(args), threshold_ns)], request,
                   duration_s=args.duration, interval_s=args.interval)
     return 0

@@ -75,7 +75,9 @@ class LockWaitTracker:
         if span is None:
             return None
         engine = self._engine(raw)
-        wait = replace(span.start, end=self._clock.wall(raw.ts_ns), outcome=engine.wait_outcome(raw.flags))
+        # An end record may carry the error that ended the wait (lock_timeout, a cancel).
+        outcome = engine.wait_outcome(raw.flags, raw.fields[0])
+        wait = replace(span.start, end=self._clock.wall(raw.ts_ns), outcome=outcome)
         if wait.outcome == "deadlock" and engine.reports_deadlocks:
             # Uprobe recipe: ProcSleep failed, the deadlock report follows at once and will
             # carry this wait; held until then (or given up by sweep()).
@@ -175,7 +177,9 @@ class LockWaitTracker:
         elif waiting:
             state, since_ns = "waiting", last.start_ns
         elif last.end_ns:
-            state, since_ns = ("idle" if session else "idle in transaction"), last.end_ns
+            state = (engine.idle_state_name(last.idle_state)
+                     or ("idle" if session else "idle in transaction"))
+            since_ns = last.end_ns
         else:
             state, since_ns = "running", last.start_ns
         return Blocker(pid=pid, modes=modes, session=session,

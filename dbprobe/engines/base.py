@@ -129,8 +129,14 @@ class Engine(ABC):
         """The sessions the kernel saw hold the lock in modes that block this request."""
 
     @abstractmethod
-    def wait_outcome(self, flags: int) -> str:
-        """How a wait ended, from its end record's flags: "granted", "deadlock"..."""
+    def wait_outcome(self, flags: int, code: int = 0) -> str:
+        """How a wait ended, from its end record's flags and the error code it may carry:
+        "granted", "deadlock", "lock timeout"..."""
+
+    def idle_state_name(self, state: int) -> str | None:
+        """What a session the kernel saw go idle in `state` is doing ("idle in
+        transaction"); None when its program does not say."""
+        return None
 
     # Its program sends a deadlock report (EV_DEADLOCK) right after the victim's failed wait.
     reports_deadlocks: bool

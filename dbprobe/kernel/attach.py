@@ -10,6 +10,9 @@ declared here on a separate function object.
 
 ``Attachment`` owns the module and every perf event it opened; closing it detaches all,
 and the kernel drops them too if the process dies, since they live as file descriptors.
+Where the kernel's uprobe PMU refuses a site, libbcc falls back to creating the uprobe
+through tracefs (an entry in uprobe_events), which outlives the process: such an entry is
+removed whether the attach succeeds or fails.
 """
 
 from __future__ import annotations

@@ -1,57 +1,124 @@
-"""Generated entry points: read each probe site's arguments, then call its handler.
+"""Generated entry points: read each probe site's arguments once, then call its handlers.
 
 The handlers live in the hand-written programs under ``probes/`` and take the arguments
-as an array of u64. Where the arguments are depends on the site: a USDT note says
-``8@%rbx`` for one build and ``8@-144(%rbp)`` for another, and a uprobe recipe says where a
-function's arguments are. This module turns those argument specs into one small entry
-function per distinct (handler, arguments, binary, mechanism); the hook id passed to the
-handler tells user space which binary and mechanism an event came from.
+as a struct dbp_args (probes/args.h): registers and constants as their values, arguments
+in memory as an address and a size, read only if the handler asks (a read of user memory
+costs more than the rest of an entry). Where the arguments are depends on the site: a
+USDT note says ``8@%rbx`` for one build and ``8@-144(%rbp)`` for another, and a uprobe
+recipe says where a function's arguments are. This module turns those argument specs into
+entry functions.
+
+Several families may hook the same place (every PostgreSQL family reads the backend's
+activity reports), and one BPF program runs there for all of them: the entry function of
+a place calls each family's handler in turn, and a handler that several families name
+is called once, with the longest of their argument lists (the others must be prefixes of
+it). Places that call the same handlers with the same arguments share one entry function;
+its hook id, passed to the handlers, tells user space which binary and mechanism an event
+came from.
+
+Nothing of the traced machine becomes C code: paths, probe labels and argument specs
+appear only in comments, reduced to characters that cannot end one.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Sequence
 
 from dbprobe.binary.argspec import ArgSpec
 from dbprobe.recipes.bind import ProbeSite
 
-MAX_ARGS = 8  # DBP_MAX_ARGS in probes/dbprobe.h
+MAX_ARGS = 8  # DBP_MAX_ARGS in probes/args.h
+
+_UNSAFE_IN_COMMENT = re.compile(r"[^A-Za-z0-9 _.,:;/@%$()+=#-]")
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerCall:
+    """One handler an entry function calls, and the arguments it reads for it."""
+
+    handler: str
+    args: tuple[ArgSpec, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class HookProgram:
-    """One generated entry function and the sites it is attached to."""
+    """One generated entry function and the places it is attached to (one site each)."""
 
     hook_id: int
     function: str  # the C function name, what BCC loads
-    handler: str
+    calls: tuple[HandlerCall, ...]
     binary: str
     mechanism: str
     on_return: bool
     sites: tuple[ProbeSite, ...]
+    globals: tuple[tuple[str, int], ...] = ()  # addresses of the globals its calls read
+
+    @property
+    def handlers(self) -> tuple[str, ...]:
+        return tuple(call.handler for call in self.calls)
+
+
+@dataclass(slots=True)
+class _Place:
+    site: ProbeSite  # the first site there: what is attached
+    calls: list[HandlerCall]
+    globals: dict[str, int]
 
 
 def group_sites(sites: Sequence[ProbeSite]) -> list[HookProgram]:
-    """One program per distinct way of reading arguments; sites that read alike share it."""
-    groups: dict[tuple, list[ProbeSite]] = {}
+    """One entry function per distinct set of calls; each place is attached once."""
+    places: dict[tuple, _Place] = {}
     for site in sites:
-        groups.setdefault(_reading_key(site), []).append(site)
+        place = places.setdefault(_place_key(site), _Place(site, [], {}))
+        _add_call(place, site)
+        place.globals.update(site.globals)
+    groups: dict[tuple, list[_Place]] = {}
+    for place in places.values():
+        groups.setdefault(_reading_key(place), []).append(place)
     programs = []
     for hook_id, members in enumerate(groups.values()):
         first = members[0]
         programs.append(HookProgram(
-            hook_id=hook_id, function=f"dbp_hook_{hook_id}", handler=first.handler,
-            binary=first.binary, mechanism=first.mechanism, on_return=first.on_return,
-            sites=tuple(members),
+            hook_id=hook_id, function=f"dbp_hook_{hook_id}", calls=tuple(first.calls),
+            binary=first.site.binary, mechanism=first.site.mechanism,
+            on_return=first.site.on_return, sites=tuple(member.site for member in members),
+            globals=tuple(sorted(first.globals.items())),
         ))
     return programs
 
 
-def _reading_key(site: ProbeSite) -> tuple:
-    reads_globals = any(spec.kind == "symbol" for spec in site.args)
-    return (site.handler, tuple(spec.text for spec in site.args), site.binary, site.mechanism,
-            site.on_return, site.address if reads_globals else None)
+def _place_key(site: ProbeSite) -> tuple:
+    return (site.binary, site.file_offset, site.on_return, site.mechanism)
+
+
+def _add_call(place: _Place, site: ProbeSite) -> None:
+    """Add the site's handler to the calls at its place, once per handler."""
+    texts = _texts(site.args)
+    for index, call in enumerate(place.calls):
+        if call.handler != site.handler:
+            continue
+        known = _texts(call.args)
+        if texts[:len(known)] == known:
+            place.calls[index] = HandlerCall(site.handler, site.args)  # the longer list
+        elif known[:len(texts)] != texts:
+            raise ValueError(f"{site.label}: handler {site.handler} is hooked there twice, with "
+                             f"arguments that differ ({', '.join(known)} and {', '.join(texts)})")
+        return
+    place.calls.append(HandlerCall(site.handler, site.args))
+
+
+def _reading_key(place: _Place) -> tuple:
+    calls = tuple((call.handler, _texts(call.args)) for call in place.calls)
+    reads_globals = any(spec.kind == "symbol" for call in place.calls for spec in call.args)
+    site = place.site
+    return (calls, site.binary, site.mechanism, site.on_return,
+            site.address if reads_globals else None)
+
+
+def _texts(args: Sequence[ArgSpec]) -> tuple[str, ...]:
+    return tuple(spec.text for spec in args)
 
 
 def entry_points_source(programs: Sequence[HookProgram]) -> str:
@@ -60,47 +127,58 @@ def entry_points_source(programs: Sequence[HookProgram]) -> str:
 
 def _entry_point(program: HookProgram) -> str:
     site = program.sites[0]
-    if len(site.args) > MAX_ARGS:
-        raise ValueError(f"{site.label}: more than {MAX_ARGS} arguments")
-    globals_at = dict(site.globals)
-    reads = [
-        f"\t{argument_read(index, spec, site.address, globals_at)}  /* {spec.text} */"
-        for index, spec in enumerate(site.args)
-    ]
-    labels = ", ".join(sorted({s.label for s in program.sites}))
+    globals_at = dict(program.globals)
+    body = []
+    for number, call in enumerate(program.calls):
+        if len(call.args) > MAX_ARGS:
+            raise ValueError(f"{site.label}: more than {MAX_ARGS} arguments")
+        name = f"args{number}"
+        body.append(f"\tstruct dbp_args {name} = {{}};")
+        body += [f"\t{argument_read(index, spec, site.address, globals_at, name)}"
+                 f"  /* {comment_text(spec.text)} */"
+                 for index, spec in enumerate(call.args)]
+        body.append(f"\t{call.handler}(ctx, &{name}, {program.hook_id});")
+    labels = ", ".join(sorted({comment_text(s.label) for s in program.sites}))
     return "\n".join([
-        f"/* {labels} in {program.binary} ({program.mechanism}) */",
+        f"/* {labels} in {comment_text(program.binary)} ({program.mechanism}) */",
         f"int {program.function}(struct pt_regs *ctx)",
         "{",
-        "\tu64 args[DBP_MAX_ARGS] = {};",
-        *reads,
-        f"\treturn {program.handler}(ctx, args, {program.hook_id});",
+        *body,
+        "\treturn 0;",
         "}",
         "",
     ])
 
 
-def argument_read(index: int, spec: ArgSpec, site_address: int, globals_at: dict[str, int]) -> str:
-    """C statements that store argument `spec` as a u64 in args[index]."""
-    ctype = _c_type(spec)
+def comment_text(text: str) -> str:
+    """Text for inside a C comment: characters that could end it, or mean anything else to
+    the compiler, become '?'."""
+    return _UNSAFE_IN_COMMENT.sub("?", text)
+
+
+def argument_read(index: int, spec: ArgSpec, site_address: int, globals_at: dict[str, int],
+                  args: str = "args") -> str:
+    """C statements that put argument `spec` in the struct dbp_args `args` at `index`: its
+    value (a register, a constant), or where it is in memory and how to read it."""
+    value = f"{args}.value[{index}]"
     if spec.kind == "const":
-        return f"args[{index}] = (u64)({ctype}){spec.value}LL;"
+        return f"{value} = (u64)({_c_type(spec)}){int(spec.value)}LL;"
     if spec.kind == "reg":
-        return f"args[{index}] = {_widen(spec, f'ctx->{spec.reg}')};"
+        return f"{value} = {_widen(spec, f'ctx->{spec.reg}')};"
     if spec.kind == "mem":
-        address = f"ctx->{spec.reg} + ({spec.offset})"
+        address = f"ctx->{spec.reg} + ({int(spec.offset)})"
     elif spec.kind == "symbol":
         # ip - (site's address in the file) is the load bias of a PIE binary; 0 otherwise.
         address = (f"ctx->{spec.reg} - {site_address:#x}ULL + {globals_at[spec.symbol]:#x}ULL"
-                   f" + ({spec.offset})")
+                   f" + ({int(spec.offset)})")
     else:
-        raise ValueError(f"unknown argument kind {spec.kind!r} in {spec.text}")
-    return (f"{{ {ctype} v = 0; bpf_probe_read_user(&v, sizeof(v), (void *)({address}));"
-            f" args[{index}] = {_widen(spec, 'v')}; }}")
+        raise ValueError(f"unknown argument kind {spec.kind!r} in {comment_text(spec.text)}")
+    sign = f" {args}.sign |= 1 << {index};" if spec.signed and spec.size < 8 else ""
+    return f"{value} = {address}; {args}.size[{index}] = {int(spec.size)};{sign}"
 
 
 def _c_type(spec: ArgSpec) -> str:
-    return f"{'s' if spec.signed else 'u'}{spec.size * 8}"
+    return f"{'s' if spec.signed else 'u'}{int(spec.size) * 8}"
 
 
 def _widen(spec: ArgSpec, expression: str) -> str:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
+import re
 from dataclasses import dataclass, fields
 from typing import Callable
+
+from dbprobe.errors import DbprobeError
 
 from dbprobe.kernel.records import HIST_SLOTS, PROTOCOLS, RawQuery, decode
 
@@ -16,6 +20,7 @@ class KernelTotals:
     query_ns: int = 0
     emitted: int = 0
     lost: int = 0
+    slow: int = 0  # statements at or over the query threshold, whether or not delivered
 
     def __sub__(self, earlier: "KernelTotals") -> "KernelTotals":
         return KernelTotals(*(getattr(self, f.name) - getattr(earlier, f.name) for f in fields(self)))
@@ -85,7 +90,8 @@ class LastStatement:
 
     text: str
     start_ns: int
-    end_ns: int  # 0 while it runs
+    end_ns: int  # when the backend went idle after it; 0 while it runs
+    idle_state: int = 0  # the state it went idle in (PostgreSQL's BackendState); 0 before one
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +112,7 @@ class Collector:
         self._bpf = bpf
         self._on_record = on_record
         self._failure: BaseException | None = None
+        self._checked: set[str] = set()
         bpf["events"].open_ring_buffer(self._deliver)
 
     def _deliver(self, _ctx, data, size) -> int:
@@ -137,9 +144,23 @@ class Collector:
     def totals(self) -> KernelTotals:
         return KernelTotals(**self.summed("totals"))
 
+    def table(self, name: str):
+        """A map, once its BCC mirror is checked to be the size of the kernel's values: a
+        mirror that is smaller (BCC cannot size some C types) would be overrun by a read."""
+        bpf_table = self._bpf[name]
+        if name not in self._checked:
+            # A per-CPU map's Leaf is one value per CPU; sLeaf is the value.
+            mirrored = ctypes.sizeof(getattr(bpf_table, "sLeaf", bpf_table.Leaf))
+            kernel = map_value_size(bpf_table.map_fd)
+            if kernel is not None and mirrored != kernel:
+                raise DbprobeError(f"map {name}: BCC mirrors its values in {mirrored} bytes, "
+                                   f"the kernel keeps {kernel}")
+            self._checked.add(name)
+        return bpf_table
+
     def lookup(self, table: str, key: int):
         """A map's value for an integer key, as BCC's ctypes leaf; None when absent."""
-        bpf_table = self._bpf[table]
+        bpf_table = self.table(table)
         try:
             return bpf_table[bpf_table.Key(key)]
         except KeyError:
@@ -147,16 +168,16 @@ class Collector:
 
     def items(self, table: str) -> list:
         """A hash map's (key, value) pairs, as BCC's ctypes objects."""
-        return list(self._bpf[table].items())
+        return list(self.table(table).items())
 
     def counts(self, table: str, slots: int) -> tuple[int, ...]:
         """A per-CPU array of counters, summed over CPUs."""
-        bpf_table = self._bpf[table]
+        bpf_table = self.table(table)
         return tuple(sum(bpf_table.getvalue(bpf_table.Key(index))) for index in range(slots))
 
     def summed(self, table: str) -> dict[str, int]:
         """Slot 0 of a per-CPU array of structs of counters, each field summed over CPUs."""
-        bpf_table = self._bpf[table]
+        bpf_table = self.table(table)
         per_cpu = bpf_table.getvalue(bpf_table.Key(0))
         return {name: sum(getattr(cpu, name) for cpu in per_cpu) for name, _ in per_cpu[0]._fields_}
 
@@ -169,11 +190,13 @@ class Collector:
                          self.counts("txn_hist", HIST_SLOTS))
 
     def last_statement(self, pid: int) -> LastStatement | None:
-        value = self.lookup("pg_last_statements", pid)
-        if value is None:
+        """A PostgreSQL backend's current or last statement, as its slot keeps it."""
+        slot = self.lookup("pg_backends", pid)
+        if slot is None:
             return None
-        text = bytes(value.text)[: value.len].decode("utf-8", errors="replace")
-        return LastStatement(text=text, start_ns=value.start_ns, end_ns=value.end_ns)
+        text = bytes(slot.ev.text)[: min(slot.ev.text_len, len(slot.ev.text))]
+        return LastStatement(text=text.decode("utf-8", errors="replace"), start_ns=slot.ev.start_ns,
+                             end_ns=slot.end_ns, idle_state=slot.idle_state)
 
     def lwlock_totals(self) -> list[LWLockTotals]:
         return [LWLockTotals(key.tranche, key.mode, value.waits, value.total_ns, value.max_ns)
@@ -185,3 +208,13 @@ class Collector:
             protocol: tuple(counts[number * HIST_SLOTS:(number + 1) * HIST_SLOTS])
             for number, protocol in enumerate(PROTOCOLS)
         })
+
+
+def map_value_size(fd: int) -> int | None:
+    """The size of a BPF map's values, as the kernel tells it in the map fd's fdinfo."""
+    try:
+        with open(f"/proc/self/fdinfo/{fd}") as info:
+            found = re.search(r"^value_size:\s*(\d+)", info.read(), re.MULTILINE)
+    except OSError:
+        return None
+    return int(found.group(1)) if found else None

@@ -23,6 +23,7 @@ EV_DEADLOCK = 4
 EV_TXN = 5
 
 LOCK_WAIT_FAILED = 1  # flags of a wait's end: it ended in an error (a deadlock)
+PG_LOCK_WAIT_ERROR = 2  # PostgreSQL: an error ended the wait; its SQLSTATE is in fields[0]
 
 TXN_OUTCOMES = ("commit", "abort")  # indexed by enum dbp_txn_outcome
 
@@ -65,6 +66,7 @@ class Totals(ctypes.Structure):
         ("query_ns", ctypes.c_uint64),
         ("emitted", ctypes.c_uint64),
         ("lost", ctypes.c_uint64),
+        ("slow", ctypes.c_uint64),
     ]
 
 

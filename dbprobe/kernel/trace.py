@@ -18,7 +18,7 @@ from dbprobe.errors import DbprobeError
 from dbprobe.kernel import preflight
 from dbprobe.kernel.attach import Attachment
 from dbprobe.kernel.maps import Collector
-from dbprobe.kernel.program import Parameters, TraceProgram, build_program
+from dbprobe.kernel.program import DEFAULT_RINGBUF_BYTES, Parameters, TraceProgram, build_program
 from dbprobe.model import Source
 from dbprobe.recipes.bind import FamilyPlan, plan_family, require_plan
 from dbprobe.recipes.load import load_recipe
@@ -32,6 +32,7 @@ class TraceRequest:
     pid: int | None = None
     binary: str | None = None
     thresholds_ns: Mapping[str, int] = field(default_factory=dict)  # by family
+    ringbuf_bytes: int = DEFAULT_RINGBUF_BYTES  # the kernel's buffer of records for user space
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +69,8 @@ class Trace:
     def open(cls, request: TraceRequest, warn: Callable[[str], None] = status) -> "Trace":
         preflight.require_tracing_ready()
         bound = _bind_targets(request, warn)
-        parameters = Parameters(thresholds_ns=request.thresholds_ns, filter_pids=request.pid is not None)
+        parameters = Parameters(thresholds_ns=request.thresholds_ns, filter_pids=request.pid is not None,
+                                ringbuf_bytes=request.ringbuf_bytes)
         program = build_program([plan for entry in bound for plan in entry.plans], parameters)
         attachment = Attachment(program.source, program.cflags)
         try:

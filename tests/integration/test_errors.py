@@ -14,12 +14,14 @@ import pytest
 from dbprobe.kernel.attach import Attachment
 from dbprobe.kernel.entrypoints import group_sites
 from dbprobe.binary.elf import ElfBinary
+from dbprobe.demo.server import installed_postgres_bindir
 from dbprobe.errors import DbprobeError
 from dbprobe.recipes.bind import plan_family
 from dbprobe.kernel.program import Parameters, build_program
 from dbprobe.recipes.load import load_recipe
 from tests.support.sdtbin import compile_c
-from tests.support.tracing import Finished, assert_one_line_error, run_dbprobe, semaphore_value
+from tests.support.tracing import Finished, assert_one_line_error, run_dbprobe, semaphore_value,
+                                  uprobe_events_left
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 
@@ -112,6 +114,7 @@ def test_a_failed_attach_leaves_nothing_attached(pg_server, require_root_bpf):
             attachment.attach(group_sites(plan.sites + (broken,)))
         assert attachment.attached == 0
         assert semaphore_value(pg_server.pid, binary.path, query_start.semaphore) == 0
+        assert uprobe_events_left({os.getpid()}) == []  # not even libbcc's tracefs fallback
     finally:
         attachment.close()
 
@@ -127,3 +130,15 @@ def _run_in_new_pid_namespace(*args: str) -> Finished:
         ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-m", "dbprobe", *args],
         capture_output=True, text=True, timeout=60, cwd=REPOSITORY)
     return Finished(completed.returncode, completed.stdout, completed.stderr)
+
+
+def test_a_binary_path_is_never_code(tmp_path, require_root_bpf):
+    # A container chooses its own paths: a directory named x* once closed a C comment in
+    # the generated program ("unknown type name 'bin'").
+    hostile = tmp_path / "x*" / "bin"
+    hostile.mkdir(parents=True)
+    binary = hostile / "postgres"
+    shutil.copy2(installed_postgres_bindir() / "postgres", binary)
+    finished = run_dbprobe("slow", "--binary", str(binary), "--duration", "1")
+    assert finished.returncode == 0, finished.stderr
+    assert "probes attached" in finished.stderr and "Traceback" not in finished.stderr

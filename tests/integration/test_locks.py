@@ -75,7 +75,7 @@ def test_row_lock_wait_names_the_idle_in_transaction_blocker(cluster, table):
     assert HOLD_S * 1000 - 100 <= blocker_seen["state_ms"] < HOLD_S * 1000 + TOLERANCE_MS
     assert blocker_seen["query"] == f"update {table} set balance = balance - ? where id = ?"
     assert "ExclusiveLock" in blocker_seen["modes"]
-    assert wait["source"] == mechanism
+    assert wait["source"] == "uprobe"  # ProcSleep, in both recipes
     # A wait longer than a second is shown while it lasts, before it ends.
     (waiting,) = [w for w in finished.events("lock_waiting") if w["pid"] == waiter_pid]
     assert waiting["blockers"][0]["pid"] == blocker_pid
@@ -156,3 +156,48 @@ def test_short_waits_under_deadlock_timeout_are_reported(cluster, table):
         finished = run.stop()
     waits = finished.events("lock_wait")
     assert len(waits) == 1 and 100 <= waits[0]["wait_ms"] < 1000
+
+
+def test_a_wait_ended_by_lock_timeout_ends_then_with_its_outcome(cluster, table):
+    _, server = cluster
+    with server.connect() as blocker, server.connect() as waiter:
+        waiter_pid = waiter.execute("select pg_backend_pid()").fetchone()[0]
+        run = _trace_locks(server)
+        blocker.execute("begin")
+        blocker.execute(f"select * from {table} where id = 4 for update")
+        waiter.execute("set lock_timeout = '150ms'")
+        _in_background(waiter, f"update {table} set balance = 0 where id = 4").join(10)
+        time.sleep(0.5)  # the waiter's connection stays open: it does not go away
+        blocker.execute("commit")
+        finished = run.stop()
+    (wait,) = [w for w in finished.events("lock_wait") if w["pid"] == waiter_pid]
+    assert wait["outcome"] == "lock timeout"
+    assert 150 <= wait["wait_ms"] < 150 + TOLERANCE_MS
+    assert finished.events("summary")[-1]["still_waiting"] == 0
+
+
+def test_a_waiter_that_gave_up_is_not_named_as_a_later_waiters_blocker(cluster, table):
+    _, server = cluster
+    with server.connect() as holder, server.connect() as quitter, server.connect() as waiter:
+        holder_pid = holder.execute("select pg_backend_pid()").fetchone()[0]
+        waiter_pid = waiter.execute("select pg_backend_pid()").fetchone()[0]
+        run = _trace_locks(server)
+        holder.execute("begin")
+        holder.execute(f"select count(*) from {table}")  # AccessShareLock, held
+        # The quitter asks for the table exclusively, gives up, and stays in its transaction.
+        quitter.execute("begin")
+        quitter.execute("set local lock_timeout = '100ms'")
+        quitter.execute("savepoint before_wait")
+        _in_background(quitter, f"lock table {table} in access exclusive mode").join(10)
+        quitter.execute("rollback to savepoint before_wait")
+        waiter.execute("begin")
+        queued = _in_background(waiter, f"lock table {table} in access exclusive mode")
+        time.sleep(0.4)
+        holder.execute("commit")
+        queued.join(10)
+        waiter.execute("commit")
+        quitter.execute("rollback")
+        time.sleep(0.3)
+        finished = run.stop()
+    (wait,) = [w for w in finished.events("lock_wait") if w["pid"] == waiter_pid]
+    assert [b["pid"] for b in wait["blockers"]] == [holder_pid]

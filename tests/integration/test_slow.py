@@ -12,7 +12,7 @@ import time
 import pytest
 
 from dbprobe.binary.elf import ElfBinary
-from tests.support.tracing import DbprobeRun, semaphore_value
+from tests.support.tracing import DbprobeRun, semaphore_value, uprobe_events_left
 
 SLOW_S = 0.25
 THRESHOLD = "120ms"
@@ -64,7 +64,8 @@ def test_reports_slow_queries_of_both_protocols(cluster):
     for query in (simple, *extended):
         assert SLOW_S * 1000 <= query["duration_ms"] < SLOW_S * 1000 + TOLERANCE_MS, query
     for query in queries:
-        assert query["source"] == mechanism
+        # Both recipes read the activity at pgstat_report_activity's entry, a uprobe.
+        assert query["source"] == "uprobe"
         assert query["db"] == "postgresql" and query["database"] == "postgres"
         assert "secret-value" not in query["query"]
 
@@ -119,13 +120,14 @@ def test_interval_prints_a_digest_per_window(pg_server, require_root_bpf):
 
 
 def test_detach_lowers_the_usdt_semaphores(pg_server, require_root_bpf):
+    # The lock report's USDT probes have semaphores: dbprobe raises them while attached.
     binary = ElfBinary(str(pg_server.bindir / "postgres"))
-    (probe,) = binary.usdt_probe_sites("postgresql", "statement__status")
+    (probe,) = binary.usdt_probe_sites("postgresql", "deadlock__found")
     postmaster = pg_server.pid
     # 0 unless another tracer on this machine is attached to the same binary right now.
     before = semaphore_value(postmaster, binary.path, probe.semaphore)
 
-    run = DbprobeRun(["slow", "--threshold", THRESHOLD, "-p", str(postmaster)])
+    run = DbprobeRun(["locks", "-p", str(postmaster)])
     run.wait_attached()
     assert semaphore_value(postmaster, binary.path, probe.semaphore) == before + 1
     with pg_server.connect() as conn:  # a backend forked after attach sees it raised too
@@ -135,6 +137,7 @@ def test_detach_lowers_the_usdt_semaphores(pg_server, require_root_bpf):
         assert finished.returncode == 0, finished.stderr
         assert semaphore_value(backend, binary.path, probe.semaphore) == before
     assert semaphore_value(postmaster, binary.path, probe.semaphore) == before
+    assert uprobe_events_left({run.process.pid}) == []
 
 
 def test_pid_filter_ignores_other_servers_of_the_same_binary(pg_server, require_root_bpf):

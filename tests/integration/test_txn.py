@@ -50,18 +50,32 @@ def test_long_and_aborted_transactions_with_their_statements(cluster):
     assert IDLE_S * 1000 <= long_one["idle_in_txn_ms"] < IDLE_S * 1000 + TOLERANCE_MS
     assert (IDLE_S + 0.1) * 1000 <= long_one["duration_ms"] < (IDLE_S + 0.1) * 1000 + TOLERANCE_MS
     assert aborted["statement_count"] == 3 and 250 <= aborted["duration_ms"] < 250 + TOLERANCE_MS
-    assert all(t["source"] == mechanism for t in txns)
-    if mechanism == "usdt":
-        backend_id, lxid = long_one["vxid"].split("/")
-        assert int(backend_id) > 0 and int(lxid) > 0
-    else:
-        assert long_one["vxid"] is None  # the uprobe recipe cannot see the local id
+    assert all(t["source"] == "uprobe" for t in txns)  # the activity reports, in both recipes
+    # The local id is read from the backend's PGPROC when it goes idle in transaction.
+    backend_id, lxid = long_one["vxid"].split("/")
+    assert int(backend_id) > 0 and int(lxid) > 0
 
     summary = finished.events("summary")[-1]
     assert summary["commits"] >= 21 and summary["aborts"] >= 1
     assert summary["reported"] == len(finished.events("txn"))
     assert sum(b["count"] for b in summary["histogram_us"]) == summary["transactions"]
     assert summary["longest"][0]["duration_ms"] >= summary["longest"][-1]["duration_ms"]
+
+
+def test_a_connection_start_up_is_not_a_transaction(pg_server, require_root_bpf):
+    run = DbprobeRun(["txn", "--json", "--threshold", "0", "-p", str(pg_server.pid)])
+    run.wait_attached()
+    for _ in range(3):
+        with pg_server.connect():
+            pass  # connected and gone, without a statement
+    with pg_server.connect() as session:
+        session.execute("select 1")
+    time.sleep(0.3)
+    finished = run.stop()
+    assert finished.returncode == 0, finished.stderr
+    txns = finished.events("txn")
+    assert [t["statement_count"] for t in txns] == [1], txns
+    assert finished.events("summary")[-1]["transactions"] == 1
 
 
 def test_text_report(pg_server, require_root_bpf):

@@ -27,18 +27,11 @@ _LOCKTAG_OF_LOCALLOCK = "LOCALLOCK.tag.lock"
 
 # (database, function, recipe argument) -> the members it reads
 RECIPE_FIELDS: dict[tuple[str, str, str], tuple[str, ...]] = {
-    # ProcSleep(LOCALLOCK *): its LOCKTAG field by field, then its lock mode
-    ("postgresql", "ProcSleep", "4@(arg1)"): (f"{_LOCKTAG_OF_LOCALLOCK}.locktag_field1",),
-    ("postgresql", "ProcSleep", "4@4(arg1)"): (f"{_LOCKTAG_OF_LOCALLOCK}.locktag_field2",),
-    ("postgresql", "ProcSleep", "4@8(arg1)"): (f"{_LOCKTAG_OF_LOCALLOCK}.locktag_field3",),
-    ("postgresql", "ProcSleep", "2@12(arg1)"): (f"{_LOCKTAG_OF_LOCALLOCK}.locktag_field4",),
-    ("postgresql", "ProcSleep", "1@14(arg1)"): (f"{_LOCKTAG_OF_LOCALLOCK}.locktag_type",),
+    # ProcSleep(LOCALLOCK *): its LOCKTAG as two 8-byte words, its lock mode, its LOCK
+    ("postgresql", "ProcSleep", "8@(arg1)"): (f"{_LOCKTAG_OF_LOCALLOCK}.locktag_field1",),
+    ("postgresql", "ProcSleep", "8@8(arg1)"): (f"{_LOCKTAG_OF_LOCALLOCK}.locktag_field3",),
     ("postgresql", "ProcSleep", "4@16(arg1)"): ("LOCALLOCK.tag.mode",),
-    # LockAcquireExtended and LockRelease(const LOCKTAG *): the tag as two 8-byte words
-    ("postgresql", "LockAcquireExtended", "8@(arg1)"): ("LOCKTAG.locktag_field1",),
-    ("postgresql", "LockAcquireExtended", "8@8(arg1)"): ("LOCKTAG.locktag_field3",),
-    ("postgresql", "LockRelease", "8@(arg1)"): ("LOCKTAG.locktag_field1",),
-    ("postgresql", "LockRelease", "8@8(arg1)"): ("LOCKTAG.locktag_field3",),
+    ("postgresql", "ProcSleep", "8@24(arg1)"): ("LOCALLOCK.lock",),
     # MySQL 5.7 and later: dispatch_command(THD *, const COM_DATA *, ...)
     ("mysql", MYSQL_COM_DATA, "8@0(arg2)"): ("COM_DATA.com_query.query",
                                              "COM_DATA.com_stmt_prepare.query"),

@@ -60,7 +60,8 @@ def run(mode: str, sequence: int, tps: float, *, protocol: str = "simple",
     return RunResult(mode=mode, protocol=protocol, round=1, sequence=sequence, clients=4,
                      seconds=10.0, tps=tps, transactions=transactions,
                      server_cpu_s=server_cpu_s, tracer_cpu_s=tracer_cpu_s,
-                     client_cpu_s=client_cpu_s, other_cpu_s=0.0, steal_s=0.0, statements=None,
+                     client_cpu_s=client_cpu_s, other_cpu_s=0.0, steal_s=0.0, bpf_s=None,
+                     statements=None,
                      events=None, lost_events=None, peak_rss_kib=None, attach_s=None,
                      quiet=True, check="")
 

@@ -24,6 +24,10 @@ from dbprobe.kernel.records import (
     decode_query,
     encode_query,
 )
+from dbprobe.engines.postgresql import locks as pglocks
+from dbprobe.engines.mysql import locks as mylocks
+from dbprobe.kernel.entrypoints import MAX_ARGS
+from dbprobe.kernel.program import DEFAULT_RINGBUF_BYTES, PAGE_SIZE
 from dbprobe.recipes.load import probes_dir
 from tests.support.sdtbin import compile_c
 
@@ -121,7 +125,7 @@ def test_layout_derived_by_hand() -> None:
         "hdr": 0, "start_ns": 16, "end_ns": 24, "protocol": 32, "flags": 33, "text_len": 34,
         "database": 36}
     assert events._QUERY_HEAD_SIZE == 40  # where the text starts
-    assert ctypes.sizeof(Totals) == 32
+    assert ctypes.sizeof(Totals) == 40
 
 
 # --- the layout, as the C compiler sees the header --------------------------------------------
@@ -200,18 +204,44 @@ def test_ctypes_mirrors_match_the_compiled_header(tmp_path: Path) -> None:
             name for name in names[struct] if name in dict(mirror._fields_)], struct
 
 
-def test_constants_match_the_header() -> None:
-    header = (probes_dir() / "dbprobe.h").read_text()
+def c_constant(source: str, name: str) -> int:
+    """The value of a #define or enum constant in one of the probes/ sources."""
+    (value,) = re.findall(rf"\b{name}\s*=?\s*(\d+)\b", (probes_dir() / source).read_text())
+    return int(value)
 
+
+def test_constants_match_the_header() -> None:
     def constant(name: str) -> int:
-        (value,) = re.findall(rf"\b{name}\s*=?\s*(\d+)", header)
-        return int(value)
+        return c_constant("dbprobe.h", name)
 
     assert constant("DBP_TEXT_MAX") == events.TEXT_MAX
     assert constant("DBP_HIST_SLOTS") == events.HIST_SLOTS
-    assert constant("DBP_EV_QUERY") == events.EV_QUERY
+    assert constant("DBP_LOCK_HOLDERS") == events.LOCK_HOLDERS
+    assert constant("DBP_TXN_STATEMENTS") == events.TXN_STATEMENTS
+    assert constant("DBP_TXN_TEXT_MAX") == events.TXN_TEXT_MAX
+    assert [constant(f"DBP_EV_{name}") for name in (
+        "QUERY", "LOCK_WAIT_START", "LOCK_WAIT_DONE", "DEADLOCK", "TXN")] == [
+        events.EV_QUERY, events.EV_LOCK_WAIT_START, events.EV_LOCK_WAIT_DONE, events.EV_DEADLOCK,
+        events.EV_TXN]
+    assert constant("DBP_LOCK_WAIT_FAILED") == events.LOCK_WAIT_FAILED
+    assert [constant(f"DBP_TXN_{name.upper()}") for name in events.TXN_OUTCOMES] == [0, 1]
     assert constant("DBP_QF_TRUNCATED") == events.QF_TRUNCATED
     assert constant("DBP_QF_ERROR") == events.QF_ERROR
     assert constant("DBP_QF_NO_TEXT") == events.QF_NO_TEXT
     assert [constant(f"DBP_PROTO_{name.upper()}") for name in PROTOCOLS] == [0, 1, 2]
     assert constant("DBP_PROTOCOLS") == len(PROTOCOLS)
+    assert c_constant("args.h", "DBP_MAX_ARGS") == MAX_ARGS
+    assert constant("DBP_RINGBUF_PAGES") * PAGE_SIZE == DEFAULT_RINGBUF_BYTES
+
+
+def test_the_constants_of_the_family_programs_match_user_space() -> None:
+    assert c_constant("postgresql_locks.bpf.c", "PG_LOCK_WAIT_ERROR") == events.PG_LOCK_WAIT_ERROR
+    assert events.PG_LOCK_WAIT_ERROR & events.LOCK_WAIT_FAILED == 0
+    # The states a PostgreSQL backend goes idle in, as the lock report names them.
+    assert {c_constant("postgresql.h", f"PG_STATE_{name}"): text for name, text in (
+        ("IDLE", "idle"), ("IDLE_IN_TRANSACTION", "idle in transaction"),
+        ("IDLE_IN_FAILED_TRANSACTION", "idle in transaction (aborted)"))} == pglocks.IDLE_STATES
+    # How a MySQL or MariaDB wait ended, beside DBP_LOCK_WAIT_FAILED.
+    assert c_constant("mysql_locks.bpf.c", "MY_LOCK_WAIT_TIMEOUT") == mylocks.WAIT_TIMEOUT
+    assert c_constant("mysql_locks.bpf.c", "MY_LOCK_WAIT_KILLED") == mylocks.WAIT_KILLED
+    assert c_constant("mysql_locks.bpf.c", "MY_LOCK_WAIT_OUTCOME_UNKNOWN") == mylocks.WAIT_OUTCOME_UNKNOWN

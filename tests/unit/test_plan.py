@@ -34,7 +34,7 @@ from tests.support.sdtbin import (
 )
 
 NO_USDT_REASON = "the binary has no USDT probes"
-QUERY_USDT_PROBES = ("statement__status",)
+LOCKS_USDT_PROBES = ("deadlock__found", "lwlock__wait__start", "lwlock__wait__done")
 SETUP_HINT = "apt-get install postgresql-15 (the tests read its server binary)"
 
 
@@ -97,16 +97,16 @@ def test_query_family_plans_as_usdt(
     assert (plan.available, plan.mechanism, plan.rejected, plan.why) == (True, "usdt", (), "usdt")
     assert plan.binary == str(postgres_binary)
     assert plan.family is recipe.family("query")
-    assert set(sites_by_label(plan)) == {
-        *(f"postgresql:{name}" for name in QUERY_USDT_PROBES), "AbortCurrentTransaction"}
+    # The activity is read at pgstat_report_activity's entry, where its state is an argument.
+    assert set(sites_by_label(plan)) == {"pgstat_report_activity", "AbortCurrentTransaction"}
 
 
-@pytest.mark.parametrize("probe_name", QUERY_USDT_PROBES)
+@pytest.mark.parametrize("probe_name", LOCKS_USDT_PROBES)
 def test_usdt_sites_are_the_notes_of_the_binary(
     recipe: Recipe, postgres_binary: Path, postgres_version: str, probe_name: str
 ) -> None:
-    plan = query_plan(recipe, postgres_binary, postgres_version)
-    (hook,) = [h for h in recipe.family("query").variants[0].hooks if h.probe == probe_name]
+    plan = plan_family(recipe, "locks", ElfBinary(postgres_binary), postgres_version)
+    (hook,) = [h for h in recipe.family("locks").variants[0].hooks if h.probe == probe_name]
     notes = [note for note in readelf_probes(postgres_binary)
              if (note.provider, note.name) == ("postgresql", probe_name)]
     sites = sites_by_label(plan)[f"postgresql:{probe_name}"]
@@ -125,15 +125,14 @@ def test_usdt_sites_are_the_notes_of_the_binary(
                                    for arg in hook.usdt_args]
 
 
-def test_usdt_plan_reads_the_statement_text_arguments(
+def test_usdt_plan_reads_the_activity_arguments(
     recipe: Recipe, postgres_binary: Path, postgres_version: str
 ) -> None:
-    sites = sites_by_label(query_plan(recipe, postgres_binary, postgres_version))
-    for label in ("postgresql:statement__status",):
-        for site in sites[label]:
-            text, database = site.args
-            assert (text.size, text.kind in ("reg", "mem")) == (8, True), text
-            assert (database.size, database.kind, database.symbol) == (4, "symbol", "MyDatabaseId")
+    (site,) = sites_by_label(query_plan(recipe, postgres_binary, postgres_version))[
+        "pgstat_report_activity"]
+    state, text, database = site.args
+    assert (state.size, state.kind, text.size, text.kind) == (4, "reg", 8, "reg")
+    assert (database.size, database.kind, database.symbol) == (4, "symbol", "MyDatabaseId")
 
 
 def test_usdt_plan_catches_errors_with_a_uprobe(
@@ -166,9 +165,10 @@ def test_without_usdt_notes_it_plans_uprobes(recipe: Recipe, usdt_less_postgres:
         assert site.file_offset == readelf_file_offset(usdt_less_postgres, function.address)
     (activity,) = sites_by_label(plan)["pgstat_report_activity"]
     assert (activity.handler, arg_texts(activity)) == (
-        "pg_activity", ["8@arg2", "4@MyDatabaseId"])
-    # on x86-64 the second argument is in rsi; the global is found relative to rip
-    assert [(spec.kind, spec.reg) for spec in activity.args] == [("reg", "si"), ("symbol", "ip")]
+        "pg_activity", ["4@arg1", "8@arg2", "4@MyDatabaseId"])
+    # on x86-64 the arguments are in edi and rsi; the global is found relative to rip
+    assert [(spec.kind, spec.reg) for spec in activity.args] == [
+        ("reg", "di"), ("reg", "si"), ("symbol", "ip")]
     assert activity.globals == (("MyDatabaseId", symbols["MyDatabaseId"].address),)
 
 
@@ -184,8 +184,8 @@ def test_the_backend_id_global_depends_on_the_version(
     if backend_global == "MyProcNumber":  # PostgreSQL 15 has no MyProcNumber: unresolved
         assert not plan.available and "MyProcNumber" in plan.why
         return
-    (timestamp,) = sites_by_label(plan)["pgstat_report_xact_timestamp"]
-    assert arg_texts(timestamp) == ["8@arg1", f"4@{backend_global}"]
+    (activity,) = sites_by_label(plan)["pgstat_report_activity"]
+    assert arg_texts(activity)[-1] == f"4@{backend_global}"
 
 
 @pytest.mark.parametrize("version", [None, "19devel"])

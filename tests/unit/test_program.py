@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 from dbprobe.binary.argspec import parse_argspec
 from dbprobe.recipes.bind import FamilyPlan, ProbeSite
+from dbprobe.commands.options import ring_buffer_bytes
 from dbprobe.kernel.program import Parameters, build_program, expand_includes
 from dbprobe.recipes.load import load_recipe
 
@@ -104,6 +106,8 @@ def test_the_packaged_query_program_expands_completely() -> None:
         (Parameters(thresholds_ns={"query": 50_000_000}), ("-DDBP_QUERY_THRESHOLD_NS=50000000ULL",)),
         (Parameters(thresholds_ns={"txn": 2, "query": 1}, filter_pids=True),
          ("-DDBP_QUERY_THRESHOLD_NS=1ULL", "-DDBP_TXN_THRESHOLD_NS=2ULL", "-DDBP_FILTER_PIDS=1")),
+        (Parameters(ringbuf_bytes=64 << 20), ("-DDBP_RINGBUF_PAGES=16384",)),
+        (Parameters(ringbuf_bytes=4096), ("-DDBP_RINGBUF_PAGES=1",)),
     ],
 )
 def test_cflags(parameters: Parameters, flags: tuple[str, ...]) -> None:
@@ -113,10 +117,11 @@ def test_cflags(parameters: Parameters, flags: tuple[str, ...]) -> None:
 # --- the whole program ----------------------------------------------------------------------
 
 
-def usdt_site(handler: str, label: str, binary: str, args: tuple[str, ...] = ()) -> ProbeSite:
+def usdt_site(handler: str, label: str, binary: str, args: tuple[str, ...] = (),
+              address: int = 0x100) -> ProbeSite:
     return ProbeSite(
-        handler=handler, binary=binary, file_offset=0x100, ref_ctr_offset=0x10, on_return=False,
-        args=tuple(parse_argspec(text) for text in args), address=0x100, globals=(),
+        handler=handler, binary=binary, file_offset=address, ref_ctr_offset=0x10, on_return=False,
+        args=tuple(parse_argspec(text) for text in args), address=address, globals=(),
         mechanism="usdt", label=label,
     )
 
@@ -124,7 +129,7 @@ def usdt_site(handler: str, label: str, binary: str, args: tuple[str, ...] = ())
 def query_plan(binary: str) -> FamilyPlan:
     sites = (
         usdt_site("pg_activity", "postgresql:statement__status", binary, ("8@%rsi", "4@%eax")),
-        usdt_site("pg_error", "AbortCurrentTransaction", binary),
+        usdt_site("pg_error", "AbortCurrentTransaction", binary, address=0x200),
     )
     return FamilyPlan(load_recipe("postgresql").family("query"), binary, "usdt", sites, ())
 
@@ -133,16 +138,48 @@ def test_build_program_joins_sources_entry_points_and_flags() -> None:
     # Two binaries traced by the same family: its source is compiled once.
     plans = [query_plan("/srv/pg15/bin/postgres"), query_plan("/srv/pg16/bin/postgres")]
     program = build_program(plans, Parameters(thresholds_ns={"query": 7}, filter_pids=True))
-    assert program.cflags == ("-DDBP_QUERY_THRESHOLD_NS=7ULL", "-DDBP_FILTER_PIDS=1")
+    assert program.cflags == ("-DDBP_QUERY_THRESHOLD_NS=7ULL", "-DDBP_FILTER_PIDS=1",
+                              "-DDBP_WITH_POSTGRESQL_QUERY=1")
     assert program.source.count("static __always_inline int pg_activity(") == 1
     assert program.source.count("#define DBPROBE_H") == 1
-    assert [(hook.hook_id, hook.handler, hook.binary) for hook in program.hooks] == [
-        (0, "pg_activity", "/srv/pg15/bin/postgres"),
-        (1, "pg_error", "/srv/pg15/bin/postgres"),
-        (2, "pg_activity", "/srv/pg16/bin/postgres"),
-        (3, "pg_error", "/srv/pg16/bin/postgres"),
+    assert [(hook.hook_id, hook.handlers, hook.binary) for hook in program.hooks] == [
+        (0, ("pg_activity",), "/srv/pg15/bin/postgres"),
+        (1, ("pg_error",), "/srv/pg15/bin/postgres"),
+        (2, ("pg_activity",), "/srv/pg16/bin/postgres"),
+        (3, ("pg_error",), "/srv/pg16/bin/postgres"),
     ]
     # Entry points come after the handlers they call.
     handler_at = program.source.index("static __always_inline int pg_activity(")
     assert handler_at < program.source.index("int dbp_hook_0(struct pt_regs *ctx)")
-    assert program.source.endswith("\treturn pg_error(ctx, args, 3);\n}\n")
+    assert program.source.endswith("\tpg_error(ctx, &args0, 3);\n\treturn 0;\n}\n")
+
+
+@pytest.mark.parametrize("size", [0, 1000, 4096 * 3, (8 << 20) + 4096, -4096])
+def test_a_ring_buffer_that_is_not_a_power_of_two_pages_is_refused(size: int) -> None:
+    with pytest.raises(ValueError, match="power of two pages"):
+        Parameters(ringbuf_bytes=size)
+
+
+def test_every_family_source_is_announced_to_the_others() -> None:
+    postgresql = load_recipe("postgresql")
+    plans = [FamilyPlan(postgresql.family(name), "/srv/pg/bin/postgres", "usdt", (), ())
+             for name in ("query", "locks", "txn")]
+    program = build_program(plans, Parameters())
+    assert program.cflags == ("-DDBP_WITH_POSTGRESQL_QUERY=1", "-DDBP_WITH_POSTGRESQL_LOCKS=1",
+                              "-DDBP_WITH_POSTGRESQL_TXN=1")
+    # The families' shared activity and slot appear once.
+    assert program.source.count("#define DBPROBE_POSTGRESQL_H") == 1
+    assert program.source.count("static __always_inline int pg_activity(") == 1
+
+
+@pytest.mark.parametrize(("text", "size"), [("4K", 4096), ("16M", 16 << 20), ("16MiB", 16 << 20),
+                                            ("1G", 1 << 30), ("64", 64 << 20), ("8m", 8 << 20)])
+def test_ring_buffer_sizes_as_the_option_takes_them(text: str, size: int) -> None:
+    assert ring_buffer_bytes(text) == size
+    assert Parameters(ringbuf_bytes=size).ringbuf_bytes == size
+
+
+@pytest.mark.parametrize("text", ["3M", "2K", "2G", "0", "-8M", "lots", "", "1.5M"])
+def test_ring_buffer_sizes_that_are_refused(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match="not a"):
+        ring_buffer_bytes(text)

@@ -27,6 +27,10 @@ PARSED = [
     ("4@ret2", RecipeArg(4, False, "global", 0, True, 0, "ret2", "4@ret2")),  # a global's name
     ("8@argv", RecipeArg(8, False, "global", 0, True, 0, "argv", "8@argv")),
     (" 8@arg2 ", RecipeArg(8, False, "arg", 2, False, 0, None, "8@arg2")),
+    # Constants: offsets into a server's structs, which differ between its versions.
+    ("4@$64", RecipeArg(4, False, "const", 0, False, 64, None, "4@$64")),
+    ("-4@$-1", RecipeArg(4, True, "const", 0, False, -1, None, "-4@$-1")),
+    ("8@$0x48", RecipeArg(8, False, "const", 0, False, 72, None, "8@$0x48")),
 ]
 
 
@@ -49,7 +53,8 @@ REJECTED = [
     ("8@arg1+4", "cannot decode 'arg1+4'"),
     ("8@ret+4", "cannot decode 'ret+4'"),
     ("8@8(name)", "cannot decode '8(name)'"),
-    ("8@$1", "cannot decode '$1'"),
+    ("8@$x", "cannot decode '$x'"),
+    ("8@$", "cannot decode '$'"),
     ("8@", "cannot decode ''"),
 ]
 
@@ -95,6 +100,14 @@ def _place(spec: ArgSpec) -> tuple:
     return (spec.size, spec.signed, spec.kind, spec.reg, spec.offset, spec.symbol)
 
 
+@pytest.mark.parametrize("arch", [X86_64, I386])
+def test_a_constant_resolves_to_its_value_on_every_architecture(arch) -> None:
+    resolved = parse_recipe_arg("-4@$-7").resolve(arch)
+    assert (resolved.kind, resolved.value, resolved.size, resolved.signed) == ("const", -7, 4, True)
+    from_note = parse_argspec("-4@$-7", arch)
+    assert (from_note.kind, from_note.value) == (resolved.kind, resolved.value)
+
+
 def test_i386_finds_every_argument_on_the_stack() -> None:
     first, third = (parse_recipe_arg(text).resolve(I386) for text in ("4@arg1", "-4@arg3"))
     assert (first.kind, first.reg, first.offset) == ("mem", "sp", 4)
@@ -119,6 +132,7 @@ def test_memory_behind_a_stack_argument_is_not_read(arch, text: str) -> None:
         ("4@ret", "return", True), ("4@8(ret)", "return", True),
         ("8@arg1", "return", False), ("8@name", "return", False),
         ("8@name", "usdt", True), ("8@arg1", "usdt", False), ("4@ret", "usdt", False),
+        ("4@$64", "entry", True), ("4@$64", "return", True), ("4@$64", "usdt", True),
     ],
 )
 def test_placement(text: str, site: str, allowed: bool) -> None:

@@ -23,7 +23,7 @@ from dbprobe.recipes.load import (
 
 HANDLER_SIGNATURE = (
     r"static\s+__always_inline\s+int\s+{name}\s*\(\s*struct\s+pt_regs\s*\*\s*ctx\s*,"
-    r"\s*const\s+u64\s*\*\s*args\s*,\s*u16\s+hook\s*\)"
+    r"\s*const\s+struct\s+dbp_args\s*\*\s*args\s*,\s*u16\s+hook\s*\)"
 )
 DBP_MAX_ARGS = re.compile(r"#define\s+DBP_MAX_ARGS\s+(\d+)")
 
@@ -64,26 +64,27 @@ def test_every_handler_exists_in_the_family_source(database: str) -> None:
         ]
         assert missing == [], (
             f"{database}.toml family {family.name}: no "
-            "'static __always_inline int <handler>(struct pt_regs *ctx, const u64 *args, "
+            "'static __always_inline int <handler>(struct pt_regs *ctx, const struct dbp_args *args, "
             f"u16 hook)' in {family.source.name} for {missing}"
         )
 
 
 def test_the_signature_check_rejects_a_near_miss() -> None:
     near_misses = [
-        "static __always_inline int pg_activity(struct pt_regs *ctx, u64 *args, u16 hook)",
-        "static __always_inline void pg_activity(struct pt_regs *ctx, const u64 *args, u16 hook)",
-        "static __always_inline int pg_activity_x(struct pt_regs *ctx, const u64 *args, u16 hook)",
+        "static __always_inline int pg_activity(struct pt_regs *ctx, struct dbp_args *args, u16 hook)",
+        "static __always_inline void pg_activity(struct pt_regs *ctx, const struct dbp_args *args, u16 hook)",
+        "static __always_inline int pg_activity_x(struct pt_regs *ctx, const struct dbp_args *args, u16 hook)",
+        "static __always_inline int pg_activity(struct pt_regs *ctx, const u64 *args, u16 hook)",
     ]
     pattern = HANDLER_SIGNATURE.format(name="pg_activity")
     assert re.search(pattern, "static __always_inline int pg_activity(struct pt_regs *ctx, "
-                              "const u64 *args, u16 hook)")
+                              "const struct dbp_args *args, u16 hook)")
     assert [text for text in near_misses if re.search(pattern, text)] == []
 
 
 @pytest.mark.parametrize("database", available_databases())
 def test_hooks_read_no_more_arguments_than_handlers_receive(database: str) -> None:
-    header = (probes_dir() / "dbprobe.h").read_text()
+    header = (probes_dir() / "args.h").read_text()
     (max_args,) = DBP_MAX_ARGS.findall(header)
     for family in load_recipe(database).families.values():
         for variant in family.variants:
@@ -99,7 +100,7 @@ def test_postgresql_recipe_shape() -> None:
     assert query.source.name == "postgresql_query.bpf.c"
     assert [variant.mechanism for variant in query.variants] == ["usdt", "uprobe"]
     usdt, uprobe = query.variants
-    assert {hook.probe for hook in usdt.hooks} == {"statement__status", None}
+    assert usdt.hooks == uprobe.hooks  # the activity is read at the function in both
     assert all(hook.probe is None and hook.symbol for hook in uprobe.hooks)
     assert {hook.symbol for hook in uprobe.hooks} == {"pgstat_report_activity", "AbortCurrentTransaction"}
     locks_uprobe = recipe.family("locks").variants[1]
@@ -171,13 +172,13 @@ def test_versions_are_kept_as_specifier_sets() -> None:
 
 
 def backend_id_global(version: str | None) -> list[str]:
-    """The global the txn uprobe recipe reads the backend id from, for a server version."""
+    """The global the txn uprobe recipe reads the backend id from (the activity's last
+    argument), for a server version."""
     uprobe = load_recipe("postgresql").family("txn").variants[1]
     return [
-        spec.symbol
+        selected.uprobe_args[-1].symbol
         for selected in uprobe.hooks_for(version)
-        if selected.symbol == "pgstat_report_xact_timestamp"
-        for spec in selected.uprobe_args if spec.base == "global"
+        if selected.symbol == "pgstat_report_activity"
     ]
 
 
@@ -193,8 +194,8 @@ def test_hooks_for_picks_the_global_of_the_version(version: str, symbol: str) ->
 def test_hooks_for_keeps_hooks_without_versions() -> None:
     uprobe = load_recipe("postgresql").family("txn").variants[1]
     selected = uprobe.hooks_for("15.4")
-    assert {h.handler for h in selected} == {"pg_txn_statement", "pg_txn_timestamp", "pg_txn_aborting"}
-    assert len(selected) == len(uprobe.hooks) - 1
+    assert {h.handler for h in selected} == {"pg_activity", "pg_txn_abort"}
+    assert len(selected) == len(uprobe.hooks) - 3  # one reading of the activity per version
 
 
 @pytest.mark.parametrize("version", ["17beta1", "17rc1"])

@@ -41,7 +41,7 @@ class _MySQLFamily(Engine):
     def conflicting_holders(self, raw: RawLockEvent) -> tuple[LockHolder, ...]:
         return ()  # the servers do not say who holds what a thread waits for
 
-    def wait_outcome(self, flags: int) -> str:
+    def wait_outcome(self, flags: int, code: int = 0) -> str:
         return locks.outcome(flags)
 
     def unseen_blocker(self, target: LockTarget) -> str:

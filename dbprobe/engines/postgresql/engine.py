@@ -9,7 +9,7 @@ from dbprobe.digest.locks import LWLockStats
 from dbprobe.discover.memory import read_c_string
 from dbprobe.engines.base import BackendInfo, Engine, LockHolder, RunningServer, ServerSettings
 from dbprobe.engines.postgresql import cmdline, locks, titles
-from dbprobe.kernel.records import LOCK_WAIT_FAILED, RawLockEvent
+from dbprobe.kernel.records import LOCK_WAIT_FAILED, PG_LOCK_WAIT_ERROR, RawLockEvent
 from dbprobe.model import LockTarget
 
 if TYPE_CHECKING:
@@ -58,12 +58,17 @@ class PostgreSQL(Engine):
             if pid != raw.pid and locks.conflicts(raw.mode, bits)
         )
 
-    def wait_outcome(self, flags: int) -> str:
+    def wait_outcome(self, flags: int, code: int = 0) -> str:
+        if flags & PG_LOCK_WAIT_ERROR:
+            return locks.wait_outcome(code)
         return "deadlock" if flags & LOCK_WAIT_FAILED else "granted"
 
+    def idle_state_name(self, state: int) -> str | None:
+        return locks.IDLE_STATES.get(state)
+
     def unseen_blocker(self, target: LockTarget) -> str:
-        return ("not seen (it took the lock before dbprobe attached, or holds a virtual "
-                "transaction id; --dsn asks the server)")
+        return ("not seen (it waits behind another waiter, or this server version's layout "
+                "of PGPROC is not in the recipe; --dsn asks the server)")
 
     def lwlock_waits(self, collector: Collector, server_pids: Sequence[int]) -> list[LWLockStats]:
         """LWLock waits; the kernel keys them by the address of the tranche's name, which

@@ -146,3 +146,23 @@ def _advisory_key(f2: int, f3: int, f4: int) -> str:
         return str(key - (1 << 64) if key >= 1 << 63 else key)
     signed = [value - (1 << 32) if value >= 1 << 31 else value for value in (f2, f3)]
     return f"({signed[0]},{signed[1]})"
+
+
+# The states a backend goes idle in (enum BackendState), as a blocker's state.
+IDLE_STATES = {1: "idle", 3: "idle in transaction", 5: "idle in transaction (aborted)"}
+
+# How an error raised during a lock wait ended it, by its SQLSTATE.
+_WAIT_ERRORS = {"55P03": "lock timeout", "57014": "cancelled", "57P01": "terminated",
+                "40P01": "deadlock"}
+
+
+def sqlstate(packed: int) -> str:
+    """The five characters of an error code as errcode() takes it (MAKE_SQLSTATE's packing:
+    six bits a character, the first lowest)."""
+    return "".join(chr(((packed >> (6 * index)) & 0x3F) + ord("0")) for index in range(5))
+
+
+def wait_outcome(packed_sqlstate: int) -> str:
+    """What ended a wait with an error: a lock or statement timeout, a cancel..."""
+    code = sqlstate(packed_sqlstate)
+    return _WAIT_ERRORS.get(code, f"error {code}")
