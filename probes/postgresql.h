@@ -25,21 +25,33 @@
  *   locks (postgresql_locks.bpf.c): a waiter's statement and its blockers' last ones;
  *   txn   (postgresql_txn.bpf.c): transactions from the states the backend goes idle in.
  *
- * Statements are timed from the activity reports alone: two per simple query, three per
- * prepared execution. What the server does between two reports tells the protocols apart:
+ * Statement boundaries. A client sends a statement as one simple Query, or as extended
+ * protocol messages: Parse (the text), Bind (a portal of a parsed statement), Describe,
+ * Execute (runs a portal, perhaps for a limited number of rows), repeated for as many
+ * statements as it pipelines, then one Sync. The server reports an activity with the text
+ * at the start of each Query, Parse, Bind and Execute, none at Describe, Close or Flush,
+ * and goes idle at Sync (and after each Query). Every execution of a portal ends with
+ * PortalRun returning (the query__execute__done probe, or a return probe on PortalRun):
  *
- *   simple Query          Q(text) ................................ idle(NULL)
- *   extended, unnamed     Parse(a) Bind(b) Execute(b) ............ idle at Sync(NULL)
- *   extended, prepared    Bind(b) Execute(b) ..................... idle at Sync(NULL)
- *   pipelined / batched   Bind(b) Execute(b) Bind(c) Execute(c) .. idle at Sync(NULL)
+ *   simple Query       Q(a) ~~~~~~~~~~~~run~~~~~~~~~~~~| ..................... idle
+ *   one statement      P(a) B(a) D E(a) ~~~~~run~~~~~| ....................... idle at Sync
+ *   pipeline           P(a) B(a) E(a) ~run~| P(b) B(b) E(b) ~run~| B(a) E(a) ~run~| idle
+ *   cursor, 3 fetches  B(c) E(c,10) ~run~| idle  E(c,10) ~run~| idle  E(c) ~run~| idle
  *
- * A statement begins at the first report after idle. An Execute reports the same text
- * (the portal's) as the Bind before it, so a report that repeats the previous one marks
- * an execution, and the report after an execution begins the next statement of a
- * pipeline. A statement with a single report is a simple query (or an Execute alone, such
- * as a cursor's next fetch). It ends at idle, at the next statement, or in error recovery
- * (a failure or a cancel). A simple query's text is freed before the backend reports idle,
- * so each statement's text is copied into the slot when it begins.
+ * A statement begins at the first report after idle or after the previous statement's
+ * execution; its text is its Execute's (the report before the execution). Once it ran,
+ * the next report begins the next statement, and the statement ended when its last
+ * execution did (pg_executed). The last one before idle ends at idle, so that what the
+ * server does at Sync, such as the commit of the implicit transaction, is in it, as it is
+ * in a simple Query: what the client waits for. Each Execute is a statement, also the
+ * next fetch of a portal. Reports that lead to no execution (a Parse alone, as a driver
+ * that prepares sends it) end at idle as no statement. A statement also ends in error
+ * recovery (a failure or a cancel; DBP_QF_ERROR): an error in a pipeline makes the server
+ * skip to the Sync, and the skipped messages report nothing.
+ *
+ * A simple query's text is freed before the backend reports idle, and an Execute's at the
+ * next message, so a statement's text is copied into the slot when it begins, and again
+ * when it was not its first report that named the statement executed.
  */
 #ifndef DBPROBE_POSTGRESQL_H
 #define DBPROBE_POSTGRESQL_H
@@ -83,9 +95,10 @@ struct pg_backend {
 	struct dbp_query_event ev;  /* the current or last statement: start, database, text */
 	u64 last_text;              /* the pointer the latest report passed */
 	u64 end_ns;                 /* when the backend went idle after it; 0 while it runs */
-	u8 active;                  /* a statement runs */
+	u64 executed_ns;            /* when its last execution ended; 0 before one */
+	u8 active;                  /* a statement runs (or ran, until the next report) */
 	u8 reports;                 /* reports since the statement began, up to 255 */
-	u8 executed;                /* a report repeated the previous one: an Execute */
+	u8 pipelined;               /* it began after another statement, with no idle between */
 	u8 idle_state;              /* the state of the latest idle report; 0 before one */
 	u8 waiting;                 /* locks: a heavyweight lock wait is open */
 	u8 reserved[3];
@@ -137,7 +150,7 @@ static __always_inline void pg_txn_went_idle(struct pg_backend *b, u64 now, cons
 #endif
 
 static __always_inline void pg_statement_begins(struct pg_backend *b, u64 now, const struct dbp_args *args,
-						u16 hook)
+						u16 hook, u8 pipelined)
 {
 	dbp_fill_header(&b->ev.hdr, DBP_EV_QUERY, hook);
 	b->ev.start_ns = now;
@@ -150,21 +163,24 @@ static __always_inline void pg_statement_begins(struct pg_backend *b, u64 now, c
 	b->ev.text_len = dbp_capture_text(b->ev.text, DBP_TEXT_MAX, text, 0, false, &b->ev.flags);
 	b->last_text = text;
 	b->end_ns = 0;
+	b->executed_ns = 0;
 	b->active = 1;
 	b->reports = 1;
-	b->executed = 0;
+	b->pipelined = pipelined;
 #ifdef DBP_WITH_POSTGRESQL_TXN
 	pg_txn_statement_began(b, now, args);
 #endif
 }
 
-/* The running statement ends: at idle, at the next statement of a pipeline, or in error
- * recovery (flags: DBP_QF_ERROR). */
-static __always_inline void pg_statement_ends(struct pg_backend *b, u64 now, u8 flags)
+/* The statement ends `end` (flags: DBP_QF_ERROR in error recovery). One that never ran, a
+ * Parse or a Bind alone, is no statement, unless it failed. */
+static __always_inline void pg_statement_ends(struct pg_backend *b, u64 end, u8 flags)
 {
 	b->active = 0;
+	if (!b->executed_ns && !(flags & DBP_QF_ERROR))
+		return;
 #ifdef DBP_WITH_POSTGRESQL_QUERY
-	pg_query_ended(b, now, flags);
+	pg_query_ended(b, end, flags);
 #endif
 }
 
@@ -193,19 +209,38 @@ static __always_inline int pg_activity(struct pt_regs *ctx, const struct dbp_arg
 	if (!b)
 		return 0;
 	if (!b->active) {
-		pg_statement_begins(b, now, args, hook);
+		pg_statement_begins(b, now, args, hook, 0);
 		return 0;
 	}
-	if (b->executed) {          /* the next statement of a pipeline or batch */
-		pg_statement_ends(b, now, 0);
-		pg_statement_begins(b, now, args, hook);
+	if (b->executed_ns) {       /* the next statement of a pipeline */
+		pg_statement_ends(b, b->executed_ns, 0);
+		pg_statement_begins(b, now, args, hook, 1);
 		return 0;
 	}
-	if (text == b->last_text)
-		b->executed = 1;
 	b->last_text = text;
 	if (b->reports < 255)
 		b->reports += 1;
+	return 0;
+}
+
+/*
+ * A portal's execution ended (PortalRun returned; also an inner PortalRun, as SQL EXECUTE
+ * runs one, or each query of a multi-query portal: the last one is the statement's end).
+ * The report before it was its Execute's: when that was not the statement's first report
+ * (a Parse or Bind of another statement may come first), the text is read again, while
+ * the Execute's copy of it is alive.
+ */
+static __always_inline int pg_executed(struct pt_regs *ctx, const struct dbp_args *args, u16 hook)
+{
+	struct pg_backend *b = pg_backend_of(pg_tid());
+	if (!b || !b->active)
+		return 0;
+	if (!b->executed_ns && b->reports > 2) {
+		b->ev.flags &= ~(DBP_QF_TRUNCATED | DBP_QF_NO_TEXT);
+		b->ev.text_len = dbp_capture_text(b->ev.text, DBP_TEXT_MAX, b->last_text, 0, false,
+						  &b->ev.flags);
+	}
+	b->executed_ns = bpf_ktime_get_ns();
 	return 0;
 }
 

@@ -1,26 +1,31 @@
 /*
  * postgresql_query.bpf.c: statement timing for PostgreSQL, both protocols.
  *
- * Hooks (see probes/postgresql.toml for the function behind each one):
+ * Hooks (see probes/postgresql.toml for the probe or function behind each one):
  *
  *   pg_activity(state, text, database)   the backend reports an activity
  *                          (pgstat_report_activity): postgresql.h follows the statements
+ *   pg_executed()          a portal's execution ended (USDT query__execute__done, or
+ *                          PortalRun's return): where a statement of a pipeline ends
  *   pg_error()             error recovery aborts the transaction (AbortCurrentTransaction)
  *
- * Every statement is counted in kernel maps when it ends; the backend's slot, which holds
- * the statement's start, database and text, is sent as it is when the statement is slow.
- * A statement that ends in error recovery (a failure or a cancel) is sent with DBP_QF_ERROR.
+ * Every statement is counted in kernel maps when it ends (pg_query_ended, the one place a
+ * statement completes); the backend's slot, which holds the statement's start, database
+ * and text, is sent as it is when the statement is slow. A statement that ends in error
+ * recovery (a failure or a cancel) is sent with DBP_QF_ERROR.
  */
 #include "query.h"
 #include "postgresql.h"
 
-static __always_inline void pg_query_ended(struct pg_backend *b, u64 now, u8 flags)
+static __always_inline void pg_query_ended(struct pg_backend *b, u64 end, u8 flags)
 {
-	u8 protocol = b->reports > 1 ? DBP_PROTO_EXTENDED : DBP_PROTO_SIMPLE;
+	/* A simple Query reports once; an Execute alone (a cursor's next fetch) looks the same,
+	 * unless it follows another statement of a pipeline. */
+	u8 protocol = b->reports > 1 || b->pipelined ? DBP_PROTO_EXTENDED : DBP_PROTO_SIMPLE;
 
-	if (!dbp_count_query(protocol, now - b->ev.start_ns))
+	if (!dbp_count_query(protocol, end - b->ev.start_ns))
 		return;
-	b->ev.end_ns = now;
+	b->ev.end_ns = end;
 	b->ev.protocol = protocol;
 	b->ev.flags |= flags;
 	dbp_submit(&b->ev, dbp_event_size(&b->ev));

@@ -97,8 +97,15 @@ def test_query_family_plans_as_usdt(
     assert (plan.available, plan.mechanism, plan.rejected, plan.why) == (True, "usdt", (), "usdt")
     assert plan.binary == str(postgres_binary)
     assert plan.family is recipe.family("query")
-    # The activity is read at pgstat_report_activity's entry, where its state is an argument.
-    assert set(sites_by_label(plan)) == {"pgstat_report_activity", "AbortCurrentTransaction"}
+    # The activity is read at pgstat_report_activity's entry, where its state is an argument;
+    # executions end at the USDT probe, at the end of PortalRun and of PortalRunMulti's queries.
+    sites = sites_by_label(plan)
+    assert set(sites) == {"pgstat_report_activity", "AbortCurrentTransaction",
+                          "postgresql:query__execute__done"}
+    executed = sites["postgresql:query__execute__done"]
+    assert len(executed) == 2
+    assert {(site.handler, site.mechanism, site.on_return) for site in executed} == {
+        ("pg_executed", "usdt", False)}
 
 
 @pytest.mark.parametrize("probe_name", LOCKS_USDT_PROBES)
@@ -157,7 +164,8 @@ def test_without_usdt_notes_it_plans_uprobes(recipe: Recipe, usdt_less_postgres:
     assert rejected.startswith("usdt: ") and NO_USDT_REASON in rejected
     symbols = nm_symbols(usdt_less_postgres, "-D")
     labels = Counter(site.label for site in plan.sites)
-    assert labels == Counter({"pgstat_report_activity": 1, "AbortCurrentTransaction": 1})
+    assert labels == Counter({"pgstat_report_activity": 1, "AbortCurrentTransaction": 1,
+                              "PortalRun (return)": 1})
     for site in plan.sites:
         function = symbols[site.label.removesuffix(" (return)")]
         assert (site.mechanism, site.ref_ctr_offset) == ("uprobe", 0)
@@ -170,6 +178,8 @@ def test_without_usdt_notes_it_plans_uprobes(recipe: Recipe, usdt_less_postgres:
     assert [(spec.kind, spec.reg) for spec in activity.args] == [
         ("reg", "di"), ("reg", "si"), ("symbol", "ip")]
     assert activity.globals == (("MyDatabaseId", symbols["MyDatabaseId"].address),)
+    (executed,) = sites_by_label(plan)["PortalRun (return)"]
+    assert (executed.handler, executed.args) == ("pg_executed", ())
 
 
 @pytest.mark.parametrize(

@@ -100,9 +100,19 @@ def test_postgresql_recipe_shape() -> None:
     assert query.source.name == "postgresql_query.bpf.c"
     assert [variant.mechanism for variant in query.variants] == ["usdt", "uprobe"]
     usdt, uprobe = query.variants
-    assert usdt.hooks == uprobe.hooks  # the activity is read at the function in both
+    # The activity is read at the function in both; executions end at the USDT probe, or
+    # at PortalRun's return, which is where that probe is.
+    assert [hook.handler for hook in usdt.hooks] == [hook.handler for hook in uprobe.hooks]
+    usdt_executed, uprobe_executed = (
+        next(hook for hook in variant.hooks if hook.handler == "pg_executed")
+        for variant in (usdt, uprobe))
+    assert [hook for hook in usdt.hooks if hook is not usdt_executed] == [
+        hook for hook in uprobe.hooks if hook is not uprobe_executed]
+    assert (usdt_executed.probe, usdt_executed.on_return) == ("query__execute__done", False)
+    assert (uprobe_executed.symbol, uprobe_executed.on_return) == ("PortalRun", True)
     assert all(hook.probe is None and hook.symbol for hook in uprobe.hooks)
-    assert {hook.symbol for hook in uprobe.hooks} == {"pgstat_report_activity", "AbortCurrentTransaction"}
+    assert {hook.symbol for hook in uprobe.hooks} == {
+        "pgstat_report_activity", "PortalRun", "AbortCurrentTransaction"}
     locks_uprobe = recipe.family("locks").variants[1]
     (returning,) = [hook for hook in locks_uprobe.hooks if hook.on_return]
     assert (returning.symbol, returning.target) == ("ProcSleep", "ProcSleep (return)")
