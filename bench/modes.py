@@ -17,6 +17,10 @@ class Mode:
 MODES: dict[str, Mode] = {mode.key: mode for mode in (
     Mode("baseline", "no tracing", "(nothing attached)"),
     Mode("slow", "dbprobe slow 100ms", "dbprobe slow --threshold 100ms --json -p PID"),
+    Mode("slow-ref", "dbprobe slow 100ms, --reference",
+         "dbprobe slow --threshold 100ms --json -p PID, as the git revision given by "
+         "--reference (default main) has it: a change measured against it in the same run",
+         default=False),
     Mode("slow-all", "dbprobe slow 0 (all)",
          "dbprobe slow --threshold 0 --json -p PID > FILE"),
     Mode("three", "slow+locks+txn",

@@ -72,6 +72,8 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
                         help=f"start-up measurements (default {DEFAULTS['startup_trials']}; 0: none)")
     parser.add_argument("--warmup", type=int,
                         help=f"seconds of pgbench after each server (re)start (default {DEFAULTS['warmup']})")
+    parser.add_argument("--reference", default="main",
+                        help="git revision that the slow-ref mode runs (default main)")
     parser.add_argument("--no-probe-hits", action="store_true",
                         help="do not count the probe hits per transaction")
     parser.add_argument("--json", action="store_true",
@@ -98,6 +100,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         protocols=protocols, modes=(BASELINE, *(mode for mode in modes if mode != BASELINE)),
         max_clients=pick("max_clients"), startup_trials=pick("startup_trials"),
         warmup_seconds=pick("warmup"), count_probe_hits=not args.no_probe_hits,
+        reference=args.reference,
     )
 
 
@@ -113,7 +116,8 @@ def build_report(settings: Settings, found: Measurements, command: str) -> rende
     summaries = summarise(found.runs, settings.modes, settings.protocols)
     return render.Report(
         settings=settings, machine=describe_machine(found.postgres_version), command=command,
-        dbprobe_revision=found.dbprobe_revision,
+        dbprobe_revision=found.dbprobe_revision + (
+            f"; slow-ref runs {found.reference_revision}" if found.reference_revision else ""),
         summaries=summaries, loss=loss_points(found.loss_runs), startups=found.startups,
         hits=found.hits, hit_costs=hit_costs(summaries, found.hits),
         budgets=check_budgets(summaries, found.startups, MIN_TPS_RATIO, MAX_STARTUP_S),

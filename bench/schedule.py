@@ -14,7 +14,7 @@ from bench.cluster import BenchServer
 from bench.measure import RunResult, measure
 from bench.pgbench import Workload
 from bench.probehits import ProbeHits, count_hits
-from bench.snapshot import take_snapshot
+from bench.snapshot import take_revision_snapshot, take_snapshot
 from bench.startup import StartupResult, time_to_first_event
 from bench.modes import MODES
 from bench.tracers import Tools
@@ -34,6 +34,7 @@ class Settings:
     startup_trials: int
     warmup_seconds: int
     count_probe_hits: bool
+    reference: str = "main"  # the git revision the slow-ref mode runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,7 @@ class Measurements:
     hits: list[ProbeHits] = field(default_factory=list)
     postgres_version: str = ""
     dbprobe_revision: str = ""
+    reference_revision: str = ""  # what slow-ref ran, when it ran
 
 
 Progress = Callable[[str], None]
@@ -93,7 +95,12 @@ def run_benchmark(settings: Settings, progress: Progress = stderr_progress) -> M
     progress(f"initialising a pgbench database of scale {settings.scale}")
     with tempfile.TemporaryDirectory(prefix="dbprobe-bench-out-") as scratch, bpf_stats(), \
             BenchServer(scale=settings.scale, warmup_seconds=settings.warmup_seconds) as server:
-        tools = Tools(workdir=Path(scratch), dbprobe=take_snapshot(Path(scratch) / "dbprobe-under-test"))
+        reference = (take_revision_snapshot(Path(scratch) / "dbprobe-reference", settings.reference)
+                     if "slow-ref" in settings.modes else None)
+        tools = Tools(workdir=Path(scratch), dbprobe=take_snapshot(Path(scratch) / "dbprobe-under-test"),
+                      reference=reference)
+        if reference is not None:
+            found.reference_revision = reference.revision
         found.postgres_version = server.version()
         found.dbprobe_revision = tools.dbprobe.revision
         _interleaved_rounds(server, settings, tools, found, progress)

@@ -7,11 +7,13 @@ the meantime do not mix two versions into one set of results.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +61,23 @@ def take_snapshot(dest: Path) -> DbprobeSnapshot:
     shutil.copytree(package, dest / "dbprobe", ignore=ignored)
     shutil.copytree(probes_dir(), dest / "probes", ignore=ignored)
     return DbprobeSnapshot(root=dest, revision=_revision(package.parent))
+
+
+def take_revision_snapshot(dest: Path, revision: str) -> DbprobeSnapshot:
+    """dbprobe/ and probes/ as a git revision of this repository has them: what a change is
+    measured against, in the same run."""
+    archive = subprocess.run(["git", "-C", str(REPOSITORY), "archive", "--format=tar", revision,
+                              "dbprobe", "probes"], capture_output=True, timeout=60)
+    if archive.returncode != 0:
+        last_words = (archive.stderr.decode(errors="replace").strip().splitlines() or ["?"])[-1]
+        raise BenchError(f"cannot take revision {revision!r} of dbprobe: {last_words}")
+    dest.mkdir(parents=True)
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(dest, filter="data")
+    described = subprocess.run(["git", "-C", str(REPOSITORY), "describe", "--always", revision],
+                               capture_output=True, text=True, timeout=10)
+    label = described.stdout.strip() if described.returncode == 0 else revision
+    return DbprobeSnapshot(root=dest, revision=f"git {label} ({revision})")
 
 
 def _revision(source: Path) -> str:

@@ -14,6 +14,7 @@ from typing import Callable
 
 from bench import bpftrace
 from bench.cluster import BenchServer
+from bench.errors import BenchError
 from bench.modes import Mode
 from bench.snapshot import DbprobeSnapshot
 from bench.tracer_process import TracerProcess
@@ -28,6 +29,7 @@ class Tools:
 
     workdir: Path
     dbprobe: DbprobeSnapshot
+    reference: DbprobeSnapshot | None = None  # the revision the slow-ref mode runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,14 +129,18 @@ def _nothing(server: BenchServer, protocol: str, tools: Tools) -> Attached:
     return Attached([])
 
 
-def _dbprobe(*commands: list[str]) -> Callable[[BenchServer, str, Tools], Attached]:
+def _dbprobe(*commands: list[str], reference: bool = False
+             ) -> Callable[[BenchServer, str, Tools], Attached]:
     def start(server: BenchServer, protocol: str, tools: Tools) -> Attached:
+        snapshot = tools.reference if reference else tools.dbprobe
+        if snapshot is None:
+            raise BenchError("the slow-ref mode needs a reference revision")
         processes: list[TracerProcess] = []
         try:
             for command in commands:
                 processes.append(TracerProcess(
-                    f"dbprobe-{command[0]}", tools.dbprobe.argv(*command, "-p", str(server.pid)),
-                    tools.workdir, ready_mark=ATTACHED_MARK, **tools.dbprobe.popen_kwargs()))
+                    f"dbprobe-{command[0]}", snapshot.argv(*command, "-p", str(server.pid)),
+                    tools.workdir, ready_mark=ATTACHED_MARK, **snapshot.popen_kwargs()))
         except BaseException:
             for process in processes:
                 process.kill()
@@ -179,6 +185,7 @@ def _pg_stat_statements(server: BenchServer, protocol: str, tools: Tools) -> Att
 _ATTACHERS: dict[str, Callable[[BenchServer, str, Tools], Attached]] = {
     "baseline": _nothing,
     "slow": _dbprobe(["slow", "--threshold", "100ms", "--json"]),
+    "slow-ref": _dbprobe(["slow", "--threshold", "100ms", "--json"], reference=True),
     "slow-all": _dbprobe(["slow", "--threshold", "0", "--json"]),
     "three": _dbprobe(["slow", "--threshold", "100ms", "--json"], ["locks", "--json"],
                       ["txn", "--threshold", "100ms", "--json"]),
