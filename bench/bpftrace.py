@@ -44,8 +44,10 @@ def empty_probes_script(probes: Iterable[str]) -> str:
 
 
 def _on_every_probe(probes: Iterable[str], action: str) -> str:
-    listed = ",\n".join(dict.fromkeys(probes))
-    return f'BEGIN {{ printf("{READY_LINE}\\n"); }}\n{listed}\n{{ {action} }}\n'
+    # One block a probe: bpftrace 0.17 reads a usdt probe listed after a uprobe in one block
+    # as a pattern matching every probe of the binary.
+    blocks = "".join(f"{probe} {{ {action} }}\n" for probe in dict.fromkeys(probes))
+    return f'BEGIN {{ printf("{READY_LINE}\\n"); }}\n{blocks}'
 
 
 def histogram_total(output: str) -> int:

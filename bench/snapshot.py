@@ -73,7 +73,11 @@ def take_revision_snapshot(dest: Path, revision: str) -> DbprobeSnapshot:
         raise BenchError(f"cannot take revision {revision!r} of dbprobe: {last_words}")
     dest.mkdir(parents=True)
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
-        tar.extractall(dest, filter="data")
+        members = [member for member in tar.getmembers() if member.isdir() or member.isfile()]
+        if any(Path(member.name).is_absolute() or ".." in Path(member.name).parts
+               for member in members):
+            raise BenchError(f"revision {revision!r}: the archive names files outside its tree")
+        tar.extractall(dest, members=members)
     described = subprocess.run(["git", "-C", str(REPOSITORY), "describe", "--always", revision],
                                capture_output=True, text=True, timeout=10)
     label = described.stdout.strip() if described.returncode == 0 else revision
