@@ -20,8 +20,8 @@ from dbprobe.recipes.bind import plan_family
 from dbprobe.kernel.program import Parameters, build_program
 from dbprobe.recipes.load import load_recipe
 from tests.support.sdtbin import compile_c
-from tests.support.tracing import Finished, assert_one_line_error, run_dbprobe, semaphore_value,
-                                  uprobe_events_left
+from tests.support.tracing import (Finished, assert_one_line_error, run_dbprobe, semaphore_value,
+                                   uprobe_events_left)
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 
