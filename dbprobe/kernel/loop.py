@@ -11,7 +11,10 @@ from typing import Callable, Iterator, Sequence
 
 import psutil
 
+from dbprobe.discover.processes import ServerProcess
+from dbprobe.discover.replaced import BinaryWatch, restart_path
 from dbprobe.discover.targets import Target
+from dbprobe.engines.registry import engine_for
 from dbprobe.kernel.maps import KernelTotals
 from dbprobe.kernel.trace import Trace
 from dbprobe.render.output import flush_stdout
@@ -30,6 +33,7 @@ class ServerWatch:
 
     def __init__(self, targets: Sequence[Target], warn: Callable[[str], None], filtered: bool):
         self._servers = {server.pid: server for target in targets for server in target.servers}
+        self._binaries = BinaryWatch(targets)
         self.warn = warn
         self._filtered = filtered
         self._next_check = 0.0
@@ -38,13 +42,22 @@ class ServerWatch:
         if now < self._next_check:
             return
         self._next_check = now + LIVENESS_SECONDS
+        for message in self._binaries.check():
+            self.warn(message)
         for pid, server in list(self._servers.items()):
             if psutil.pid_exists(pid):
                 continue
             del self._servers[pid]
-            then = ("a restarted server has a new pid: run dbprobe again to follow it" if self._filtered
-                    else "a server started again from the same binary is traced as it starts")
-            self.warn(f"{server.db} server pid {pid} stopped; still tracing ({then})")
+            self.warn(f"{engine_for(server.db).display_name} server pid {pid} stopped; still "
+                      f"tracing ({self._after_stop(server)})")
+
+    def _after_stop(self, server: ServerProcess) -> str:
+        if self._filtered:
+            return "a restarted server has a new pid: run dbprobe again to follow it"
+        if self._binaries.restart_is_traced(server) is False:
+            return (f"{restart_path(server)} was replaced on disk: a server started again from "
+                    f"it runs the new file, which is not traced; run dbprobe again to trace it")
+        return "a server started again from the same binary is traced as it starts"
 
 
 class LossWatch:

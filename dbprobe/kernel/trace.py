@@ -126,7 +126,8 @@ def _bind_targets(request: TraceRequest, warn: Callable[[str], None]) -> list[Bo
     """Every target bound to its recipes. When dbprobe looks for servers itself, one that
     cannot be traced is a warning naming it, and the others are traced; a server asked for
     (-p, --binary), or the last one left, is an error."""
-    targets = choose_targets(pid=request.pid, binary=request.binary, databases=request.databases)
+    targets = choose_targets(pid=request.pid, binary=request.binary, databases=request.databases,
+                             warn=warn)
     asked_for = request.pid is not None or request.binary is not None
     bound, failures = [], []
     for target in targets:
@@ -135,11 +136,11 @@ def _bind_targets(request: TraceRequest, warn: Callable[[str], None]) -> list[Bo
         except DbprobeError as error:
             if asked_for:
                 raise
-            failures.append(error)
+            failures.append(f"{target.label} is not traced: {error}")
     if not bound:
-        raise failures[0]
-    for error in failures:
-        warn(f"not tracing one server: {error}")
+        raise DbprobeError("; ".join(failures))
+    for failure in failures:
+        warn(failure)
     return bound
 
 

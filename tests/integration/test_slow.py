@@ -171,7 +171,7 @@ def test_keeps_running_when_the_server_stops(require_root_bpf):
         finished = run.stop()
     finally:
         server.stop()
-    assert f"postgresql server pid {postmaster} stopped; still tracing" in finished.stderr
+    assert f"PostgreSQL server pid {postmaster} stopped; still tracing" in finished.stderr
     assert finished.returncode == 0
     assert len(finished.events("query")) == 1
     assert finished.events("summary")[-1]["slow"] == 1
