@@ -216,14 +216,15 @@ def parse_listen(text: str, what: str) -> Listen:
     host, separator, port_text = text.rpartition(":")
     if not separator or not host:
         raise ConfigError(f"{what}: '{text}' is not HOST:PORT (example: {DEFAULT_LISTEN})")
-    if host.startswith("[") and host.endswith("]"):
+    bracketed = host.startswith("[") and host.endswith("]")
+    if bracketed:
         host = host[1:-1]
         _require_address(host, text, what)
     elif ":" in host:
         raise ConfigError(f"{what}: '{text}': write an IPv6 address in brackets, as [::1]:9187")
     if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
         raise ConfigError(f"{what}: '{text}': the port must be a number from 0 to 65535")
-    if not host.replace(".", "").replace("-", "").replace(":", "").isalnum():
+    if not bracketed and not host.replace(".", "").replace("-", "").isalnum():
         raise ConfigError(f"{what}: '{text}': '{host}' is not an address or a host name")
     return Listen(host, int(port_text))
 

@@ -128,7 +128,7 @@ def families_for(db: str, wanted: Sequence[str]) -> tuple[str, ...]:
     return tuple(family for family in wanted if family in known)
 
 
-def _open(target: Target, families: tuple[str, ...], config: AgentConfig) -> Attached:
+def open_trace(target: Target, families: tuple[str, ...], config: AgentConfig) -> Attached:
     started = time.monotonic()
     request = TraceRequest(families=families, databases=(target.db,),
                            thresholds_ns=config.kernel_thresholds_ns())
@@ -139,8 +139,10 @@ def _open(target: Target, families: tuple[str, ...], config: AgentConfig) -> Att
 class Follower:
     def __init__(self, config: AgentConfig, stats: AgentStats,
                  make_session: Callable[[Trace, BinaryLabel, tuple[str, ...]], Session],
-                 log: Callable[[str], None], clock: Callable[[], float] = time.monotonic):
+                 log: Callable[[str], None], clock: Callable[[], float] = time.monotonic,
+                 opener: Callable[[Target, tuple[str, ...], AgentConfig], Attached] = open_trace):
         self.config = config
+        self._opener = opener
         self.binaries: dict[Identity, Followed] = {}
         self._stats = stats
         self._make_session = make_session
@@ -166,8 +168,7 @@ class Follower:
             followed.target = target
             followed.watched = identity in watched
             followed.unused_since = None
-            if followed.session is not None:
-                followed.session.server_ids = tuple(server_id(server) for server in target.servers)
+            _tell_servers(followed)
         for identity, followed in list(self.binaries.items()):
             if identity not in wanted:
                 self._unused(followed, now)
@@ -175,6 +176,7 @@ class Follower:
     def _unused(self, followed: Followed, now: float) -> None:
         followed.target = Target(followed.target.db, followed.target.binary, followed.target.version,
                                  followed.target.root, servers=())
+        _tell_servers(followed)
         if followed.unused_since is None:
             followed.unused_since = now
         # Unreachable is not replaced: a container's path goes with its server's pid.
@@ -195,7 +197,7 @@ class Follower:
             return
         if followed.session is None:
             followed.state = ATTACHING
-        followed.job = self._worker.submit(_open, followed.target, families, self.config)
+        followed.job = self._worker.submit(self._opener, followed.target, families, self.config)
 
     def poll(self) -> None:
         """Take the attaches that finished; retry the failed ones that are due."""
@@ -226,6 +228,7 @@ class Follower:
             return
         previous = followed.session
         followed.session = self._make_session(attached.trace, followed.label, attached.families)
+        _tell_servers(followed)
         followed.state, followed.error, followed.failures = ATTACHED, None, 0
         stats = self._stats.binary(followed.label)
         stats.attaches += 1
@@ -297,6 +300,13 @@ class Follower:
         for job in self._closing:
             job.result()
         self._closing = []
+
+
+def _tell_servers(followed: Followed) -> None:
+    """The session learns which servers run its binary now (records of a pid no scan has
+    named yet go to the only one, if there is only one)."""
+    if followed.session is not None:
+        followed.session.server_ids = tuple(server_id(server) for server in followed.servers)
 
 
 def _close_result(job: Future) -> None:
