@@ -152,7 +152,7 @@ class Agent:
     def _step(self, now: float) -> None:
         if now >= self._next_look:
             self._next_look = now + LOOK_EVERY_S
-            if self._watch.changed():
+            if self._watch.changed() or self.follower.watch_changed():
                 self._scan_asked_at = now
         due = self._scan_asked_at is not None and now - self._last_scan >= RESCAN_AT_MOST_EVERY_S
         if due or now >= self._next_scan:

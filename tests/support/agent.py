@@ -64,12 +64,13 @@ class Sample:
 
 
 class AgentProcess:
-    """``dbprobe agent`` in the background; stderr followed live."""
+    """``python -m dbprobe ARGS`` (the agent) in the background; stderr followed live.
+    `config` is the file it reads, which a test may rewrite before a SIGHUP."""
 
-    def __init__(self, config: Path, *args: str):
+    def __init__(self, args: list[str], config: Path | None = None):
         self.config = config
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "dbprobe", "agent", "--config", str(config), *args],
+            [sys.executable, "-m", "dbprobe", *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPOSITORY)
         self._stderr: list[str] = []
         self._stdout: list[str] = []
@@ -238,6 +239,18 @@ def replace_file_with_copy(path: Path) -> None:
 
 
 def uprobe_events_of(pid: int) -> list[str]:
-    """The tracefs uprobe events dbprobe process `pid` defined (named dbprobe_<pid>_<n>)."""
+    """The tracefs uprobe events dbprobe process `pid` defined (named dbprobe_<pid>_<n>):
+    libbcc's fallback where the kernel cannot create a uprobe with perf_event_open alone."""
     text = Path("/sys/kernel/tracing/uprobe_events").read_text()
     return [line for line in text.splitlines() if f"dbprobe_{pid}_" in line]
+
+
+def perf_event_fds(pid: int) -> int:
+    """How many perf events process `pid` holds open: one per uprobe it attached."""
+    count = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            count += os.readlink(fd) == "anon_inode:[perf_event]"
+        except OSError:
+            pass
+    return count

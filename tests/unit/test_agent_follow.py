@@ -161,12 +161,16 @@ def follower_for(config: AgentConfig, clock: Clock, opener: Opener, log: list[st
 
 
 def settle(follower: Follower) -> None:
-    """Wait for the worker, then take what it finished."""
+    """Let the worker and the follower go on until nothing is left to do now."""
     deadline = time.monotonic() + 10
-    while any(f.job is not None and not f.job.done() for f in follower.binaries.values()):
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    follower.poll()
+    while True:
+        while any(f.job is not None and not f.job.done() for f in follower.binaries.values()):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        follower.poll()
+        if all(f.job is None and not (f.stale and f.retry_at <= follower._clock())
+               for f in follower.binaries.values()):
+            return
 
 
 def test_one_attach_per_binary_serves_every_server(binary: Path) -> None:
@@ -176,15 +180,34 @@ def test_one_attach_per_binary_serves_every_server(binary: Path) -> None:
     [followed] = follower.binaries.values()
     assert followed.state == ATTACHING
     settle(follower)
-    assert followed.state == ATTACHED and len(opener.calls) == 1
-    assert opener.calls[0][1] == ("query", "locks", "txn")
+    assert followed.state == ATTACHED
+    # Statements first, which compiles fastest; then every family, replacing it.
+    assert [call[1] for call in opener.calls] == [("query",), ("query", "locks", "txn")]
+    assert followed.session.families == ("query", "locks", "txn")
     assert followed.session.server_ids == ("/a", "/b")
     follower.reconcile([server(binary, 1, data_dir="/a")])  # nothing attached twice
     settle(follower)
-    assert len(opener.calls) == 1 and followed.session.server_ids == ("/a",)
+    assert len(opener.calls) == 2 and followed.session.server_ids == ("/a",)
     assert any("attached postgresql" in line and "4 probes attached" in line for line in log)
     follower.close()
     assert followed.session.finished and followed.session.trace.closed.is_set()
+
+
+def test_a_watched_binary_no_server_runs_yet_is_attached_with_every_family_at_once(binary: Path) -> None:
+    from dbprobe.agent import follow
+    clock, opener, log = Clock(), Opener(), []
+    follower = follower_for(AgentConfig(watch=(str(binary),)), clock, opener, log)
+    original = follow.identify_binary
+    follow.identify_binary = lambda path: ("postgresql", "15.18")
+    try:
+        follower.reconcile([])
+    finally:
+        follow.identify_binary = original
+    settle(follower)
+    assert [call[1] for call in opener.calls] == [("query", "locks", "txn")]
+    [followed] = follower.binaries.values()
+    assert followed.watched and followed.state == ATTACHED
+    follower.close()
 
 
 def test_a_binary_no_server_runs_is_detached_after_a_while(binary: Path) -> None:
@@ -221,7 +244,7 @@ def test_a_replaced_binary_is_detached_at_once(binary: Path) -> None:
     assert old.finished and old.trace.closed.wait(5)
     [followed] = follower.binaries.values()
     assert followed.state == ATTACHED and followed.session is not old
-    assert len(opener.calls) == 2
+    assert len(opener.calls) == 4  # twice: statements first, then every family
     follower.close()
 
 
@@ -236,6 +259,8 @@ def test_a_binary_that_cannot_be_traced_is_retried_with_backoff(binary: Path, tm
     settle(follower)
     [bad] = follower.binaries.values()
     assert bad.state == ERROR and bad.failures == 1
+    settle(follower)
+    assert len(opener.calls) == 1  # not retried before its time
     opener.failing = None
     follower.reconcile([server(binary, 1, data_dir="/bad"), server(good, 2, data_dir="/good")])
     settle(follower)
@@ -268,15 +293,14 @@ def test_a_reload_that_changes_tracing_reattaches_keeping_the_old_program_meanwh
     faster = replace(config, thresholds_ns={**config.thresholds_ns, "query": 0})
     opener.failing = "the kernel refused it"
     follower.reconfigure(faster)
-    follower.poll()
     settle(follower)
     assert follower.sessions() == [old]  # a failed re-attach keeps the running program
     opener.failing = None
     clock.now += retry_delay(1)
-    follower.poll()
     settle(follower)
     [new] = follower.sessions()
     assert new is not old and old.finished and opener.calls[-1][2] is faster
+    assert opener.calls[-1][1] == ("query", "locks", "txn")
     follower.close()
 
 
@@ -287,7 +311,7 @@ def test_families_a_server_does_not_have_are_left_out(tmp_path: Path) -> None:
     follower = follower_for(AgentConfig(watch=()), clock, opener, log)
     follower.reconcile([server(mariadbd, 5, db="mariadb")])
     settle(follower)
-    assert opener.calls[0][1] == ("query", "locks")  # MariaDB has no txn recipe
+    assert opener.calls[-1][1] == ("query", "locks")  # MariaDB has no txn recipe
     follower.close()
     follower = follower_for(AgentConfig(watch=(), families=("txn",)), clock, opener, log)
     follower.reconcile([server(mariadbd, 5, db="mariadb")])
