@@ -79,7 +79,8 @@ has_candidate() {
     [[ -n $(apt-cache policy "$1" 2>/dev/null | awk '/Candidate:/ && $2 != "(none)" { print $2 }') ]]
 }
 
-# Package installs must not leave the distribution's default database servers running:
+# Package installs must not leave the distribution's default database servers (or its
+# Prometheus) running:
 # invoke-rc.d asks policy-rc.d, and 101 means "do not start".
 forbid_service_starts() {
     if [[ ! -e /usr/sbin/policy-rc.d ]]; then
@@ -93,7 +94,9 @@ step_packages() {
     # postgresql is the distribution's default version (postgresql-15 on Debian 12);
     # pgbench comes with the server, postgresql-contrib brings the contrib modules.
     # docker.io, docker-compose and debootstrap serve the compose demo's test, which starts
-    # its own dockerd and builds its base image from the Debian mirror.
+    # its own dockerd and builds its base image from the Debian mirror. prometheus is the
+    # real Prometheus the agent's tests start on a port of their own (its service is not
+    # started, like the database servers').
     local wanted=(
         python3-bpfcc bpfcc-tools libbpfcc bpftrace
         python3-venv python3-pip
@@ -101,6 +104,7 @@ step_packages() {
         mariadb-server mariadb-client
         systemtap-sdt-dev binutils gcc g++ libc6-dev make
         docker.io docker-compose debootstrap util-linux
+        prometheus
     )
     local missing
     mapfile -t missing < <(missing_packages "${wanted[@]}")
@@ -207,8 +211,8 @@ step_venv() {
 }
 
 step_verify() {
-    quietly verify "$VENV/bin/python" -c 'import bcc, psutil, elftools, tabulate'
-    say verify "bcc, psutil, elftools and tabulate import in $VENV"
+    quietly verify "$VENV/bin/python" -c 'import bcc, psutil, elftools, tabulate, prometheus_client'
+    say verify "bcc, psutil, elftools, tabulate and prometheus_client import in $VENV"
 }
 
 step_packages
