@@ -328,7 +328,8 @@ class Follower:
             self._detach(followed, "the agent stops")
         self._worker.shutdown(wait=True)
         for job in self._closing:
-            job.result()
+            if job.exception() is not None:
+                self._log(f"detaching failed: {job.exception()}")
         self._closing = []
 
 

@@ -50,7 +50,6 @@ class ServerView:
 class BinaryView:
     label: BinaryLabel
     state: str
-    watched: bool
 
 
 @dataclass(frozen=True, slots=True)

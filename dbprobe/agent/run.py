@@ -258,12 +258,14 @@ class Agent:
         self._log(f"configuration reloaded from {self._config_path}: {describe(config)}")
 
     def _shut_down(self) -> None:
-        if self._exporter is not None:
+        started = self._exporter is not None
+        if started:
             self._exporter.close()
         self.follower.close()
         if self._sink is not None:
             self._sink.close()
-        self._log("stopped; nothing is left attached")
+        if started:  # a start refused is its one line of error, nothing more
+            self._log("stopped; nothing is left attached")
 
     # -- what a scrape shows ---------------------------------------------------------------
 
@@ -277,8 +279,7 @@ class Agent:
             servers.append(ServerView(known.id, known.db, state, process.pid, process.version,
                                       process.port, process.container or "", process.binary_in_root,
                                       families))
-        binaries = [BinaryView(followed.label, followed.state, followed.watched)
-                    for followed in self.follower.binaries.values()]
+        binaries = [BinaryView(followed.label, followed.state) for followed in self.follower.binaries.values()]
         return AgentView(self.stats, servers, binaries, dict(self.config.thresholds_ns), self.config.top_k)
 
 

@@ -125,9 +125,7 @@ class Session:
         self._for_server(raw.pid, lambda server: self._count_txn(server, raw.idle_ns))
 
     def _count_txn(self, server: str, idle_ns: int) -> None:
-        stats = self._stats.server(server)
-        stats.idle_in_txn_ns += idle_ns
-        stats.slow_txns += 1
+        self._stats.server(server).idle_in_txn_ns += idle_ns
 
     def _wait_ended(self, server: str, wait: LockWait) -> None:
         self._count_wait(server, wait)

@@ -46,7 +46,6 @@ class ServerStats:
     deadlocks: int = 0
     waiting: int = 0  # lock waits in progress, as of the last tick
     idle_in_txn_ns: int = 0  # in transactions at or over the txn threshold
-    slow_txns: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,7 +47,7 @@ def sample_view() -> AgentView:
     stats.events["query"] = 3
     view = ServerView(SERVER, "postgresql", "attached", 4242, "15.18", 5432, "", LABEL.path,
                       ("query", "locks", "txn"))
-    return AgentView(stats, [view], [BinaryView(LABEL, "attached", True)],
+    return AgentView(stats, [view], [BinaryView(LABEL, "attached")],
                      {"query": 100_000_000, "txn": 0, "locks": 0}, 10)
 
 
