@@ -7,9 +7,12 @@ agent adds those up per server, keeping the top classes by total time (``ranking
 Today the only source is ``SlowStatementClasses``: the statements the kernel sends to user
 space (those at or over the query threshold), counted by fingerprint as they arrive. When
 the kernel counts every statement by class (a map keyed by server, database and class,
-with the class's first text sent once as its sample), a source that reads and rotates that
-map takes its place in ``dbprobe.agent.session.Session`` (``_class_source``), and the
-per-class metrics cover every statement at no per-statement cost in user space.
+with the class's first text sent once as its sample), a source that reads that map and
+rotates it takes its place where ``dbprobe.agent.session.Session`` makes its
+``_class_source``: its ``drain`` hands out the counts that grew since the last drain (the
+class hash named by the fingerprint of its sample, the kernel's server key named by the
+agent's ``ServerDirectory``), and its ``statement`` does nothing. The per-class metrics
+then cover every statement, at no per-statement cost in user space.
 """
 
 from __future__ import annotations
@@ -42,6 +45,10 @@ class ClassCounts:
 
 
 class ClassSource(Protocol):
+    def statement(self, server: str, query: Query) -> None:
+        """A statement that reached user space (one at or over the threshold). A source fed
+        by the kernel's class map has counted it already, and ignores it."""
+
     def drain(self) -> list[ClassCounts]:
         """Counts since the previous drain; the source forgets them."""
 
@@ -75,7 +82,7 @@ class SlowStatementClasses:
         self._pending: dict[tuple[str, str], _Pending] = {}
         self._untracked = 0
 
-    def add(self, server: str, query: Query) -> None:
+    def statement(self, server: str, query: Query) -> None:
         key = (server, query.fingerprint.id)
         pending = self._pending.get(key)
         if pending is None:

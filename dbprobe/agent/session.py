@@ -12,7 +12,7 @@ import itertools
 import time
 from typing import Callable, Sequence
 
-from dbprobe.agent.classes import SlowStatementClasses
+from dbprobe.agent.classes import ClassSource, SlowStatementClasses
 from dbprobe.agent.config import AgentConfig
 from dbprobe.agent.events import EventSink, with_server
 from dbprobe.agent.servers import ServerDirectory
@@ -52,8 +52,8 @@ class Session:
         self._request_scan = request_scan
         self._correlator = Correlator(trace.sources, trace.backends, databases=trace.databases)
         # The per-class counts. Once the kernel counts statements by class, a source
-        # reading its class map replaces this one; nothing else changes.
-        self._class_source = SlowStatementClasses()
+        # reading its class map replaces this one (see dbprobe.agent.classes).
+        self._class_source: ClassSource = SlowStatementClasses()
         self._untracked_seen = 0
         self._tracker = (LockWaitTracker(trace.sources, trace.versions, trace.backends,
                                          trace.collector.last_statement)
@@ -108,7 +108,7 @@ class Session:
         self._for_server(raw.pid, lambda server: self._count_query(server, query))
 
     def _count_query(self, server: str, query: Query) -> None:
-        self._class_source.add(server, query)
+        self._class_source.statement(server, query)
         if query.duration_ms * 1e6 >= self.config.thresholds_ns["query"]:
             self._write("query", render_queries.query_json(query, show_literals=False), server)
 

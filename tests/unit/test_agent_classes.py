@@ -32,9 +32,9 @@ class Clock:
 
 def test_slow_statements_are_counted_by_server_and_fingerprint() -> None:
     source = SlowStatementClasses()
-    source.add("a", query("SELECT * FROM t WHERE id = 1", 150.0))
-    source.add("a", query("select *  from t where id = 2", 250.0, error=True))
-    source.add("b", query("SELECT * FROM t WHERE id = 3", 1.5))
+    source.statement("a", query("SELECT * FROM t WHERE id = 1", 150.0))
+    source.statement("a", query("select *  from t where id = 2", 250.0, error=True))
+    source.statement("b", query("SELECT * FROM t WHERE id = 3", 1.5))
     drained = {(c.server, c.text): c for c in source.drain()}
     a = drained[("a", "SELECT * FROM t WHERE id = ?")]
     assert (a.calls, a.total_ns, a.errors) == (2, 400_000_000, 1)
@@ -49,7 +49,7 @@ def test_slow_statements_are_counted_by_server_and_fingerprint() -> None:
 def test_a_full_source_counts_the_rest_in_other_and_says_how_many() -> None:
     source = SlowStatementClasses(max_pending=2)
     for number in range(5):
-        source.add("a", query(f"SELECT * FROM t{number}", 1.0))
+        source.statement("a", query(f"SELECT * FROM t{number}", 1.0))
     drained = {c.fingerprint: c for c in source.drain()}
     assert len(drained) == 3 and drained[OTHER].calls == 3
     assert source.untracked == 3
