@@ -9,6 +9,7 @@ events it lost.
 from __future__ import annotations
 
 import re
+import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +98,7 @@ class AgentAttached(Attached):
 
     def finish(self) -> TracerCounts:
         try:
+            time.sleep(AGENT_REFRESH_S)  # the agent reads the kernel's counters once a second
             self._scraped = self._scrape()
         except BaseException:
             self.kill()
@@ -176,6 +178,7 @@ def _dbprobe(*commands: list[str]) -> Callable[[BenchServer, str, Tools], Attach
 
 
 AGENT_READY_MARK = "txn via"  # the agent's line for the program with every family
+AGENT_REFRESH_S = 1.5
 
 
 def _agent(server: BenchServer, protocol: str, tools: Tools) -> Attached:
