@@ -8,7 +8,7 @@ Today the only source is ``SlowStatementClasses``: the statements the kernel sen
 space (those at or over the query threshold), counted by fingerprint as they arrive. When
 the kernel counts every statement by class (a map keyed by server, database and class,
 with the class's first text sent once as its sample), a source that reads that map and
-rotates it takes its place where ``dbprobe.agent.session.Session`` makes its
+rotates it takes its place where ``dbprobe.agent.traced.TracedBinary`` makes its
 ``_class_source``: its ``drain`` hands out the counts that grew since the last drain (the
 class hash named by the fingerprint of its sample, the kernel's server key named by the
 agent's ``ServerDirectory``), and its ``statement`` does nothing. The per-class metrics

@@ -33,7 +33,7 @@ from typing import Callable, Iterable, Sequence
 
 from dbprobe.agent.config import AgentConfig
 from dbprobe.agent.servers import file_identity, server_id
-from dbprobe.agent.session import Session
+from dbprobe.agent.traced import TracedBinary
 from dbprobe.agent.stats import AgentStats, BinaryLabel
 from dbprobe.discover.processes import ServerProcess, identify_binary
 from dbprobe.discover.targets import Target
@@ -72,7 +72,7 @@ class Followed:
     target: Target
     watched: bool
     state: str = ATTACHING
-    session: Session | None = None
+    traced: TracedBinary | None = None
     job: Future | None = None
     error: str | None = None
     failures: int = 0
@@ -155,14 +155,14 @@ def open_trace(target: Target, families: tuple[str, ...], config: AgentConfig) -
 
 class Follower:
     def __init__(self, config: AgentConfig, stats: AgentStats,
-                 make_session: Callable[[Trace, BinaryLabel, tuple[str, ...]], Session],
+                 make_traced: Callable[[Trace, BinaryLabel, tuple[str, ...]], TracedBinary],
                  log: Callable[[str], None], clock: Callable[[], float] = time.monotonic,
                  opener: Callable[[Target, tuple[str, ...], AgentConfig], Attached] = open_trace):
         self.config = config
         self._opener = opener
         self.binaries: dict[Identity, Followed] = {}
         self._stats = stats
-        self._make_session = make_session
+        self._make_traced = make_traced
         self._log = log
         self._clock = clock
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dbprobe-attach")
@@ -218,7 +218,7 @@ class Follower:
             self._failed(followed, f"none of the families {', '.join(self.config.families)} "
                                    f"exists for {followed.target.db}")
             return
-        if followed.session is None:
+        if followed.traced is None:
             followed.state = ATTACHING
             if followed.servers and "query" in families:
                 families = QUICK_FAMILIES  # statements traced within seconds; the rest follow
@@ -254,8 +254,8 @@ class Follower:
         if self.binaries.get(followed.identity) is not followed:
             self._close_later(attached.trace)  # detached while it was attaching
             return
-        previous = followed.session
-        followed.session = self._make_session(attached.trace, followed.label, attached.families)
+        previous = followed.traced
+        followed.traced = self._make_traced(attached.trace, followed.label, attached.families)
         _tell_servers(followed)
         followed.state, followed.error, followed.failures = ATTACHED, None, 0
         stats = self._stats.binary(followed.label)
@@ -278,7 +278,7 @@ class Follower:
         delay = retry_delay(followed.failures)
         followed.retry_at = self._clock() + delay
         self._stats.binary(followed.label).attach_errors += 1
-        if followed.session is not None:
+        if followed.traced is not None:
             self._log(f"cannot re-attach {followed.target.binary}: {reason}; the previous "
                       f"program goes on, retrying in {delay:g} s")
             followed.stale = True  # retried at retry_at
@@ -290,17 +290,17 @@ class Follower:
 
     def _detach(self, followed: Followed, why: str) -> None:
         del self.binaries[followed.identity]
-        if followed.session is not None:
+        if followed.traced is not None:
             self._log(f"detaching from {followed.target.binary}: {why}")
-            self._retire(followed.session)
+            self._retire(followed.traced)
         if followed.job is not None:
             followed.job.add_done_callback(_close_result)
 
-    def _retire(self, session: Session) -> None:
+    def _retire(self, traced: TracedBinary) -> None:
         try:
-            session.finish()
+            traced.finish()
         finally:
-            self._close_later(session.trace)
+            self._close_later(traced.trace)
 
     def _close_later(self, trace: Trace) -> None:
         self._closing.append(self._worker.submit(trace.close))
@@ -312,15 +312,15 @@ class Follower:
         rebuild = self.config.tracing_differs(config)
         self.config = config
         for followed in self.binaries.values():
-            if followed.session is not None:
-                followed.session.config = config
-            if rebuild and followed.session is not None:
+            if followed.traced is not None:
+                followed.traced.config = config
+            if rebuild and followed.traced is not None:
                 followed.stale, followed.retry_at = True, 0.0
             elif rebuild and followed.state == ERROR:
                 followed.retry_at = 0.0
 
-    def sessions(self) -> list[Session]:
-        return [followed.session for followed in self.binaries.values() if followed.session is not None]
+    def traced(self) -> list[TracedBinary]:
+        return [followed.traced for followed in self.binaries.values() if followed.traced is not None]
 
     def close(self) -> None:
         """Detach everything, waiting for the attaches under way to finish first."""
@@ -334,10 +334,10 @@ class Follower:
 
 
 def _tell_servers(followed: Followed) -> None:
-    """The session learns which servers run its binary now (records of a pid no scan has
+    """The traced binary learns which servers run it now (records of a pid no scan has
     named yet go to the only one, if there is only one)."""
-    if followed.session is not None:
-        followed.session.server_ids = tuple(server_id(server) for server in followed.servers)
+    if followed.traced is not None:
+        followed.traced.server_ids = tuple(server_id(server) for server in followed.servers)
 
 
 def _close_result(job: Future) -> None:

@@ -25,10 +25,11 @@ from dbprobe.agent.follow import ATTACHING, Follower, matches
 from dbprobe.agent.metrics import AgentCollector, AgentView, BinaryView, ServerView, registry_for
 from dbprobe.agent.scan import ProcessWatch
 from dbprobe.agent.servers import FORGET_AFTER_S, GONE, ServerDirectory
-from dbprobe.agent.session import Session
-from dbprobe.agent.stats import AgentStats
+from dbprobe.agent.traced import TracedBinary
+from dbprobe.agent.stats import AgentStats, BinaryLabel
 from dbprobe.discover.processes import ServerProcess, find_servers
 from dbprobe.errors import DbprobeError
+from dbprobe.kernel import preflight
 from dbprobe.kernel.trace import Trace
 from dbprobe.render.text import terminal_safe
 
@@ -117,7 +118,7 @@ class Agent:
         self._log = log
         self.stats = AgentStats(top_k=config.top_k)
         self.servers = ServerDirectory()
-        self.follower = Follower(config, self.stats, self._session, log)
+        self.follower = Follower(config, self.stats, self._new_traced, log)
         self._watch = ProcessWatch()
         self._sink: EventSink | None = None
         self._exporter: Exporter | None = None
@@ -158,23 +159,23 @@ class Agent:
         if due or now >= self._next_scan:
             self._scan(now)
         self.follower.poll()
-        for session in self.follower.sessions():
-            self._guarded(session, session.consume)
-            self._guarded(session, lambda: session.tick(time.time()))
+        for traced in self.follower.traced():
+            self._guarded(traced, traced.consume)
+            self._guarded(traced, lambda: traced.tick(time.time()))
         if now >= self._next_refresh:
             self._next_refresh = now + REFRESH_EVERY_S
-            for session in self.follower.sessions():
-                self._guarded(session, session.refresh)
+            for traced in self.follower.traced():
+                self._guarded(traced, traced.refresh)
             self._forget_binaries(now)
         if self._sink is not None:
             self._sink.flush()
 
-    def _guarded(self, session: Session, work: Callable[[], None]) -> None:
+    def _guarded(self, traced: TracedBinary, work: Callable[[], None]) -> None:
         """A failure in one program's records is said once; the others go on."""
         try:
             work()
         except Exception as error:
-            message = f"{session.label.path}: {type(error).__name__}: {error}"
+            message = f"{traced.label.path}: {type(error).__name__}: {error}"
             if message not in self._failures_said:
                 self._failures_said.add(message)
                 self._log(f"error while reading {message}")
@@ -197,8 +198,8 @@ class Agent:
         self.servers.forget_pids(self._watch.pids)
         self.stats.forget_servers(set(self.servers.servers))
         self.follower.reconcile(found)
-        for session in self.follower.sessions():
-            self._guarded(session, session.scanned)
+        for traced in self.follower.traced():
+            self._guarded(traced, traced.scanned)
 
     def _follows(self, server: ServerProcess) -> bool:
         return server.db in self.config.databases and matches(server.binary_in_root, self.config.binaries)
@@ -207,8 +208,8 @@ class Agent:
         if self._scan_asked_at is None:
             self._scan_asked_at = time.monotonic()
 
-    def _session(self, trace: Trace, label, families) -> Session:
-        return Session(trace, label, families, config=self.config, stats=self.stats,
+    def _new_traced(self, trace: Trace, label: BinaryLabel, families: tuple[str, ...]) -> TracedBinary:
+        return TracedBinary(trace, label, families, config=self.config, stats=self.stats,
                        servers=self.servers, sink=self._sink, request_scan=self.request_scan)
 
     def _forget_binaries(self, now: float) -> None:
@@ -275,7 +276,7 @@ class Agent:
             followed = self.follower.binaries.get(known.identity) if known.identity else None
             state = GONE if not known.running else (followed.state if followed else ATTACHING)
             process = known.process
-            families = followed.session.families if followed and followed.session else ()
+            families = followed.traced.families if followed and followed.traced else ()
             servers.append(ServerView(known.id, known.db, state, process.pid, process.version,
                                       process.port, process.container or "", process.binary_in_root,
                                       families))
@@ -285,6 +286,9 @@ class Agent:
 
 def run_agent(config_path: str | None, listen: str | None, events: str | None) -> int:
     config = load_config(config_path, listen=listen, events=events)
+    # A machine that cannot trace at all (no root, no BCC, no tracefs) is one line at start,
+    # not an error state retried for every server.
+    preflight.require_tracing_ready()
     return Agent(config, config_path=config_path, listen_flag=listen, events_flag=events,
                  log=Log()).run()
 

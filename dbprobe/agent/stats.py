@@ -88,7 +88,7 @@ class KernelCounts:
 @dataclass(slots=True)
 class BinaryStats:
     retired: KernelCounts = field(default_factory=KernelCounts)  # of programs detached
-    live: dict[int, KernelCounts] = field(default_factory=dict)  # by session id
+    live: dict[int, KernelCounts] = field(default_factory=dict)  # by TracedBinary.id
     attaches: int = 0
     attach_errors: int = 0
     attach_seconds: float | None = None  # the last successful attach
@@ -103,8 +103,8 @@ class BinaryStats:
             total = total.plus(counts)
         return total
 
-    def retire(self, session_id: int) -> None:
-        counts = self.live.pop(session_id, None)
+    def retire(self, traced_id: int) -> None:
+        counts = self.live.pop(traced_id, None)
         if counts is not None:
             self.retired = self.retired.plus(counts)
 

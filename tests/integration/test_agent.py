@@ -159,9 +159,12 @@ class Timeline:
             self._stop.wait(self._every_s)
 
     def first(self, server: str, pid: int) -> float | None:
+        """When the agent first said `server` ran as `pid`, attached (None: not yet)."""
+        return next((at for at, pids in list(self.seen) if pids.get(server) == pid), None)
+
+    def stop(self) -> None:
         self._stop.set()
         self._thread.join(5)
-        return next((at for at, pids in self.seen if pids.get(server) == pid), None)
 
 
 @pytest.fixture(scope="module")
@@ -169,14 +172,15 @@ def pg(agent: AgentProcess, pg_bindir: Path, root: Path):
     """Server A, started once the agent runs."""
     server = Postgres(bindir=pg_bindir, base_dir=root)
     server.timeline = Timeline(agent)
-    server.start()
     try:
+        server.start()
         server.psql("CREATE TABLE agent_fast (id int PRIMARY KEY); "
                     "INSERT INTO agent_fast SELECT generate_series(1, 1000); "
                     "CREATE TABLE agent_accounts (id int PRIMARY KEY, balance int); "
                     "INSERT INTO agent_accounts VALUES (1, 0)")
         yield server
     finally:
+        server.timeline.stop()
         server.stop()
 
 
@@ -228,8 +232,9 @@ def test_a_server_started_after_the_agent_is_traced_from_its_first_statement(age
     started = psutil.Process(pg.pid).create_time()
     wait_for(lambda: state_of(agent, name) == "attached", 10, f"{name} not attached:\n{agent.stderr}")
     # Scraped every 50 ms from before the start: when the agent had the server attached.
-    seen_at = pg.timeline.first(name, pg.pid)
-    assert seen_at is not None, pg.timeline.seen[-3:]
+    seen_at = wait_for(lambda: pg.timeline.first(name, pg.pid), 5,
+                       f"{pg.timeline.seen[-3:]}\n{agent.stderr}")
+    pg.timeline.stop()
     known_after = seen_at - started
     print(f"\nserver attached {known_after:.2f} s after its postmaster started")
     assert known_after <= 2.0, known_after

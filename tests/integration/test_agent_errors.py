@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -52,3 +56,15 @@ def test_a_port_already_taken(tmp_path: Path) -> None:
         port = taken.getsockname()[1]
         line = refused("--config", str(config), "--listen", f"127.0.0.1:{port}")
     assert line == f"dbprobe: error: cannot listen on 127.0.0.1:{port}: Address already in use"
+
+
+def test_not_root_is_one_line_at_start() -> None:
+    if shutil.which("setpriv") is None or os.geteuid() != 0:
+        pytest.skip("needs root to switch to an unprivileged user (CI runs as root)")
+    completed = subprocess.run(
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=-all",
+         sys.executable, "-m", "dbprobe", "agent", "--listen", "127.0.0.1:0"],
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2], timeout=60)
+    assert completed.returncode == 2, completed.stderr
+    [line] = completed.stderr.strip().splitlines()
+    assert line.startswith("dbprobe: error: ") and "root" in line, line

@@ -130,7 +130,7 @@ class FakeTrace:
         self.closed.set()
 
 
-class FakeSession:
+class FakeTraced:
     def __init__(self, trace: FakeTrace, label, families) -> None:
         self.trace, self.label, self.families = trace, label, families
         self.config = None
@@ -156,7 +156,7 @@ class Opener:
 
 
 def follower_for(config: AgentConfig, clock: Clock, opener: Opener, log: list[str]) -> Follower:
-    return Follower(config, AgentStats(top_k=config.top_k), FakeSession, log.append, clock=clock,
+    return Follower(config, AgentStats(top_k=config.top_k), FakeTraced, log.append, clock=clock,
                     opener=opener)
 
 
@@ -183,14 +183,14 @@ def test_one_attach_per_binary_serves_every_server(binary: Path) -> None:
     assert followed.state == ATTACHED
     # Statements first, which compiles fastest; then every family, replacing it.
     assert [call[1] for call in opener.calls] == [("query",), ("query", "locks", "txn")]
-    assert followed.session.families == ("query", "locks", "txn")
-    assert followed.session.server_ids == ("/a", "/b")
+    assert followed.traced.families == ("query", "locks", "txn")
+    assert followed.traced.server_ids == ("/a", "/b")
     follower.reconcile([server(binary, 1, data_dir="/a")])  # nothing attached twice
     settle(follower)
-    assert len(opener.calls) == 2 and followed.session.server_ids == ("/a",)
+    assert len(opener.calls) == 2 and followed.traced.server_ids == ("/a",)
     assert any("attached postgresql" in line and "4 probes attached" in line for line in log)
     follower.close()
-    assert followed.session.finished and followed.session.trace.closed.is_set()
+    assert followed.traced.finished and followed.traced.trace.closed.is_set()
 
 
 def test_a_watched_binary_no_server_runs_yet_is_attached_with_every_family_at_once(binary: Path) -> None:
@@ -215,17 +215,17 @@ def test_a_binary_no_server_runs_is_detached_after_a_while(binary: Path) -> None
     follower = follower_for(AgentConfig(watch=(), detach_after_s=30.0), clock, opener, log)
     follower.reconcile([server(binary, 1)])
     settle(follower)
-    session = follower.sessions()[0]
+    traced = follower.traced()[0]
     follower.reconcile([])
     clock.now += 29
     follower.reconcile([])
-    assert follower.sessions() == [session]  # a restart comes back in time
+    assert follower.traced() == [traced]  # a restart comes back in time
     follower.reconcile([server(binary, 2)])
     follower.reconcile([])
     clock.now += 30
     follower.reconcile([])
-    assert follower.binaries == {} and session.finished
-    assert session.trace.closed.wait(5)
+    assert follower.binaries == {} and traced.finished
+    assert traced.trace.closed.wait(5)
     assert any("detaching from" in line and "no server runs it" in line for line in log)
     follower.close()
 
@@ -235,7 +235,7 @@ def test_a_replaced_binary_is_detached_at_once(binary: Path) -> None:
     follower = follower_for(AgentConfig(watch=()), clock, opener, log)
     follower.reconcile([server(binary, 1)])
     settle(follower)
-    old = follower.sessions()[0]
+    old = follower.traced()[0]
     fresh = binary.with_name("postgres.new")
     fresh.write_bytes(binary.read_bytes())
     fresh.replace(binary)  # an upgrade: a new inode at the same path
@@ -243,7 +243,7 @@ def test_a_replaced_binary_is_detached_at_once(binary: Path) -> None:
     settle(follower)
     assert old.finished and old.trace.closed.wait(5)
     [followed] = follower.binaries.values()
-    assert followed.state == ATTACHED and followed.session is not old
+    assert followed.state == ATTACHED and followed.traced is not old
     assert len(opener.calls) == 4  # twice: statements first, then every family
     follower.close()
 
@@ -285,20 +285,20 @@ def test_a_reload_that_changes_tracing_reattaches_keeping_the_old_program_meanwh
     follower = follower_for(config, clock, opener, log)
     follower.reconcile([server(binary, 1)])
     settle(follower)
-    old = follower.sessions()[0]
+    old = follower.traced()[0]
     follower.reconfigure(replace(config, top_k=5))
     follower.poll()
     settle(follower)
-    assert follower.sessions() == [old] and old.config.top_k == 5  # nothing to rebuild
+    assert follower.traced() == [old] and old.config.top_k == 5  # nothing to rebuild
     faster = replace(config, thresholds_ns={**config.thresholds_ns, "query": 0})
     opener.failing = "the kernel refused it"
     follower.reconfigure(faster)
     settle(follower)
-    assert follower.sessions() == [old]  # a failed re-attach keeps the running program
+    assert follower.traced() == [old]  # a failed re-attach keeps the running program
     opener.failing = None
     clock.now += retry_delay(1)
     settle(follower)
-    [new] = follower.sessions()
+    [new] = follower.traced()
     assert new is not old and old.finished and opener.calls[-1][2] is faster
     assert opener.calls[-1][1] == ("query", "locks", "txn")
     follower.close()

@@ -1,7 +1,7 @@
 """One attached program, from its records to the agent's counts and events.
 
-A session owns one trace (one binary, every server running it). Its ring buffer is drained
-without waiting, so one loop serves every session in turn; its records are correlated as
+A traced binary owns one trace (every server running that file). Its ring buffer is drained
+without waiting, so one loop serves every binary in turn; its records are correlated as
 the reports do (statements fingerprinted, lock waits paired and given their blockers),
 attributed to their server by pid, counted, and the slow ones written as events.
 """
@@ -33,14 +33,14 @@ MAX_WAITING_FOR_SCAN = 100_000  # records kept until a scan names their server
 GIVE_UP_WAITING_S = 5.0
 UNKNOWN_MODE = "unknown"  # MySQL and MariaDB do not say in which mode a lock is asked for
 
-_session_ids = itertools.count(1)
+_traced_ids = itertools.count(1)
 
 
-class Session:
+class TracedBinary:
     def __init__(self, trace: Trace, label: BinaryLabel, families: Sequence[str], *,
                  config: AgentConfig, stats: AgentStats, servers: ServerDirectory,
                  sink: EventSink, request_scan: Callable[[], None]):
-        self.id = next(_session_ids)
+        self.id = next(_traced_ids)
         self.trace = trace
         self.label = label
         self.families = tuple(families)
