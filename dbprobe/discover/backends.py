@@ -75,6 +75,12 @@ class BackendDirectory:
     def forget(self, pid: int) -> None:
         self._entries.pop(pid, None)
 
+    def prune(self) -> None:
+        """Forget every backend that has exited: a trace that runs for days sees pids come
+        and go by the million."""
+        for pid in [pid for pid in self._entries if self._started(pid) is None]:
+            del self._entries[pid]
+
     def alive(self, pid: int) -> bool:
         """Whether the process known under pid still runs (not a newcomer with its pid)."""
         entry = self._entries.get(pid)
