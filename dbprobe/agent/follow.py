@@ -28,7 +28,7 @@ import glob
 import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
 from dbprobe.agent.config import AgentConfig

@@ -19,7 +19,7 @@ from dbprobe.agent.servers import ServerDirectory
 from dbprobe.agent.stats import AgentStats, BinaryLabel, Distribution, KernelCounts
 from dbprobe.correlate.lockwaits import LockWaitTracker
 from dbprobe.correlate.statements import Correlator
-from dbprobe.engines.mysql.locks import NO_MODE
+from dbprobe.engines.base import NO_MODE
 from dbprobe.kernel.records import RawLockEvent, RawQuery, RawTxn
 from dbprobe.kernel.trace import Trace
 from dbprobe.model import Deadlock, LockWait, Query
