@@ -445,7 +445,7 @@ def test_the_binary_replaced_by_a_copy_and_the_server_restarted_on_it(agent, pg,
              f"the server on the new file is not attached:\n{agent.stderr}")
     slow_statement_traced(agent, root, pg)
     # Nothing attached twice: the agent holds the perf events of one full program.
-    wait_for(lambda: perf_event_fds(agent.pid) == agent.value("dbprobe_probes") == FULL_PROBES, 30,
+    wait_for(lambda: perf_event_fds(agent.pid) == agent.value("dbprobe_probes") == FULL_PROBES, ATTACH_TIMEOUT_S,
              f"uprobes left over from the old file:\n{agent.stderr}")
 
 
