@@ -84,6 +84,12 @@ class BackendDirectory:
             return server_pid
         return _pids_in_namespace_of(neighbour, self._ns_pid).get(server_pid, server_pid)
 
+    def prune(self) -> None:
+        """Forget every backend that has exited: a trace that runs for days sees pids come
+        and go by the million."""
+        for pid in [pid for pid in self._entries if self._started(pid) is None]:
+            del self._entries[pid]
+
     def alive(self, pid: int) -> bool:
         """Whether the process known under pid still runs (not a newcomer with its pid)."""
         entry = self._entries.get(pid)
