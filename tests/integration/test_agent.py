@@ -30,6 +30,10 @@ import pytest
 from dbprobe.binary.elf import ElfBinary
 from dbprobe.correlate.fingerprint import fingerprint
 from dbprobe.demo.server import ThrowawayPostgres, find_program, installed_postgres_bindir
+from dbprobe.discover.processes import identify_binary
+from dbprobe.kernel.program import Parameters, build_program
+from dbprobe.recipes.bind import plan_family
+from dbprobe.recipes.load import load_recipe
 from tests.support.mariadb import SBIN_DIRS, ThrowawayMariaDB
 from tests.support.agent import (AgentProcess, Prometheus, copy_postgres_tree, perf_event_fds,
                                  read_events, replace_file_with_copy, uprobe_events_of, wait_for)
@@ -45,7 +49,18 @@ FAST_CLASS = fingerprint("SELECT count(*) FROM agent_fast WHERE id = 1").id
 WAITER = "UPDATE agent_accounts SET balance = balance + 1 WHERE id = 1"
 N_SLOW, M_FAST, K_WAITS = 6, 200, 3
 HOLD_S = 0.3
-FULL_PROBES = 19  # query, locks and txn on PostgreSQL 15 with USDT
+
+
+def full_probes(binary_path: str) -> int:
+    """The probes one program of query, locks and txn attaches to a PostgreSQL binary."""
+    binary = ElfBinary(binary_path)
+    recipe = load_recipe("postgresql")
+    version = identify_binary(binary_path)[1]
+    plans = [plan_family(recipe, family, binary, version) for family in ("query", "locks", "txn")]
+    return sum(len(hook.sites) for hook in build_program(plans, Parameters()).hooks)
+
+
+FULL_PROBES = full_probes(str(installed_postgres_bindir() / "postgres"))
 
 
 @pytest.fixture(scope="module")
@@ -528,7 +543,7 @@ def test_sighup_refuses_a_bad_file_and_takes_a_good_one(agent, pg, pg_bindir, ro
 
 def test_sigterm_exits_cleanly_leaving_nothing_attached(agent, pg):
     binary = ElfBinary(str(pg.bindir / "postgres"))
-    (probe,) = binary.usdt_probe_sites("postgresql", "statement__status")
+    (probe,) = binary.usdt_probe_sites("postgresql", "deadlock__found")  # the lock family's
     assert semaphore_value(pg.postmaster, binary.path, probe.semaphore) >= 1
     # The program a reload replaced may still be detaching, one probe after another.
     wait_for(lambda: perf_event_fds(agent.pid) == agent.value("dbprobe_probes") == FULL_PROBES, 30,
