@@ -34,6 +34,9 @@ MODES: dict[str, Mode] = {mode.key: mode for mode in (
          "usdt:POSTGRES:postgresql:query__done /@start[tid]/ { @latency_ns = "
          "hist(nsecs - @start[tid]); delete(@start[tid]); }' (extended protocol: "
          "query__execute__start and query__execute__done)"),
+    Mode("agent", "dbprobe agent (all)",
+         "dbprobe agent --config FILE: every family (query, locks, txn; thresholds 100ms), "
+         "following the bench server's binary"),
     Mode("pgss", "pg_stat_statements",
          "shared_preload_libraries=pg_stat_statements; CREATE EXTENSION pg_stat_statements",
          pg_stat_statements=True),

@@ -196,6 +196,9 @@ def check_budgets(summaries: Sequence[ModeSummary], startups: Sequence[StartupRe
                            min_ratio),
               _ratio_check("dbprobe slow 100ms, pgbench -S: CPU-bound ratio", slow and slow.cpu_bound_ratio,
                            min_ratio)]
+    agent = found.get(("agent", "simple"))
+    checks.append(_ratio_check("dbprobe agent (every family), pgbench -S: TPS ratio",
+                               agent and agent.tps_ratio, min_ratio))
     for protocol in ("simple", "extended"):
         mine, reference = found.get(("slow", protocol)), found.get(("bpftrace", protocol))
         if mine is not None and reference is not None:

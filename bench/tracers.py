@@ -8,9 +8,14 @@ events it lost.
 
 from __future__ import annotations
 
+import re
+import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench import bpftrace
 from bench.cluster import BenchServer
@@ -90,6 +95,35 @@ class DbprobeAttached(Attached):
                             lost_events=sum(summary["lost_events"] for summary in summaries))
 
 
+class AgentAttached(Attached):
+    """dbprobe agent: its counts are read from its /metrics, while it still serves them."""
+
+    def finish(self) -> TracerCounts:
+        try:
+            time.sleep(AGENT_REFRESH_S)  # the agent reads the kernel's counters once a second
+            self._scraped = self._scrape()
+        except BaseException:
+            self.kill()
+            raise
+        return super().finish()
+
+    def _counts(self) -> TracerCounts:
+        return self._scraped
+
+    def _scrape(self) -> TracerCounts:
+        log = self.processes[0].stderr_path.read_text(errors="replace")
+        address = re.search(r"serving metrics on http://(\S+)/metrics", log).group(1)
+        with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as response:
+            text = response.read().decode()
+        totals: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+        return TracerCounts(statements=int(totals.get("dbprobe_statements_total", 0)),
+                            events=int(totals.get("dbprobe_events_sent_total", 0)),
+                            lost_events=int(totals.get("dbprobe_events_lost_total", 0)))
+
+
 class BpftraceAttached(Attached):
     """The reference; once attached, it checks that bpftrace enabled the probe's semaphore
     (the kernel's reference counter does it for every process when bpftrace runs without
@@ -156,6 +190,19 @@ def _reports_in_one_process(server: BenchServer, protocol: str, tools: Tools) ->
     return DbprobeAttached([process])
 
 
+AGENT_READY_MARK = "txn via"  # the agent's line for the program with every family
+AGENT_REFRESH_S = 1.5
+
+
+def _agent(server: BenchServer, protocol: str, tools: Tools) -> Attached:
+    config = tools.workdir / "agent.toml"
+    config.write_text(f'listen = "127.0.0.1:0"\nbinaries = ["{server.binary}"]\n'
+                      f'watch = ["{server.binary}"]\n')
+    return AgentAttached([TracerProcess(
+        "dbprobe-agent", tools.dbprobe.argv("agent", "--config", str(config)), tools.workdir,
+        ready_mark=AGENT_READY_MARK, **tools.dbprobe.popen_kwargs())])
+
+
 def _bpftrace(server: BenchServer, protocol: str, tools: Tools) -> Attached:
     script = bpftrace.reference_script(str(server.binary), protocol)
     process = TracerProcess("bpftrace", ["bpftrace", "-e", script], tools.workdir,
@@ -191,6 +238,7 @@ _ATTACHERS: dict[str, Callable[[BenchServer, str, Tools], Attached]] = {
                       ["txn", "--threshold", "100ms", "--json"]),
     "together": _reports_in_one_process,
     "bpftrace": _bpftrace,
+    "agent": _agent,
     "pgss": _pg_stat_statements,
     "empty": _empty_probes,
 }

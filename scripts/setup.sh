@@ -79,7 +79,8 @@ has_candidate() {
     [[ -n $(apt-cache policy "$1" 2>/dev/null | awk '/Candidate:/ && $2 != "(none)" { print $2 }') ]]
 }
 
-# Package installs must not leave the distribution's default database servers running:
+# Package installs must not leave the distribution's default database servers (or its
+# Prometheus) running:
 # invoke-rc.d asks policy-rc.d, and 101 means "do not start".
 forbid_service_starts() {
     if [[ ! -e /usr/sbin/policy-rc.d ]]; then
@@ -97,6 +98,8 @@ step_packages() {
     # util-linux's unshare also serve the MySQL tests, whose server (Debian unstable's) runs
     # in a bootstrapped root of its own, in its own namespaces. libc6-dbg is the installed
     # separate debug file the DWARF reader is tested on.
+    # prometheus is the real Prometheus the agent's tests start on a port of their own (its
+    # service is not started, like the database servers').
     local wanted=(
         python3-bpfcc bpfcc-tools libbpfcc bpftrace
         python3-venv python3-pip
@@ -105,6 +108,7 @@ step_packages() {
         systemtap-sdt-dev binutils gcc g++ libc6-dev make
         libc6-dbg
         docker.io docker-compose debootstrap util-linux
+        prometheus
     )
     local missing
     mapfile -t missing < <(missing_packages "${wanted[@]}")
@@ -211,8 +215,8 @@ step_venv() {
 }
 
 step_verify() {
-    quietly verify "$VENV/bin/python" -c 'import bcc, psutil, elftools, tabulate'
-    say verify "bcc, psutil, elftools and tabulate import in $VENV"
+    quietly verify "$VENV/bin/python" -c 'import bcc, psutil, elftools, tabulate, prometheus_client'
+    say verify "bcc, psutil, elftools, tabulate and prometheus_client import in $VENV"
 }
 
 step_packages

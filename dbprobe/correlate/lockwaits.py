@@ -160,11 +160,14 @@ class LockWaitTracker:
 
     def _blockers(self, raw: RawLockEvent, engine: Engine) -> Iterable[Blocker]:
         named = set()
+        # The server names its processes by the pids of its own pid namespace (a container's).
         for holder in engine.conflicting_holders(raw):
-            named.add(holder.pid)
-            yield self._blocker(holder.pid, holder.modes, holder.session, "dbprobe", engine)
+            pid = self._backends.host_pid(holder.pid, raw.pid)
+            named.add(pid)
+            yield self._blocker(pid, holder.modes, holder.session, "dbprobe", engine)
         if self._catalog is not None:
-            for pid in self._catalog.blocking_pids(raw.pid):
+            for server_pid in self._catalog.blocking_pids(raw.pid):
+                pid = self._backends.host_pid(server_pid, raw.pid)
                 if pid not in named:
                     yield self._blocker(pid, (), False, self._catalog.blockers_source, engine)
 

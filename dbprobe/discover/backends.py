@@ -75,6 +75,21 @@ class BackendDirectory:
     def forget(self, pid: int) -> None:
         self._entries.pop(pid, None)
 
+    def host_pid(self, server_pid: int, neighbour: int) -> int:
+        """The host pid of the process a server knows as `server_pid` (what it writes in its
+        own shared memory, such as a lock holder's PGPROC), found among the processes of
+        `neighbour`'s server; `server_pid` itself when both share the host's pid namespace
+        or it cannot be found."""
+        if self.lookup(neighbour).ns_pid is None:
+            return server_pid
+        return _pids_in_namespace_of(neighbour, self._ns_pid).get(server_pid, server_pid)
+
+    def prune(self) -> None:
+        """Forget every backend that has exited: a trace that runs for days sees pids come
+        and go by the million."""
+        for pid in [pid for pid in self._entries if self._started(pid) is None]:
+            del self._entries[pid]
+
     def alive(self, pid: int) -> bool:
         """Whether the process known under pid still runs (not a newcomer with its pid)."""
         entry = self._entries.get(pid)
@@ -82,6 +97,25 @@ class BackendDirectory:
         if started is None:
             return False
         return entry is None or entry[0].started in (None, started)
+
+
+def _pids_in_namespace_of(neighbour: int, ns_pid: Callable[[int], int | None]) -> dict[int, int]:
+    """The pids inside a containerised server's pid namespace, mapped to host pids: its
+    postmaster (the neighbour's parent) and the postmaster's children."""
+    try:
+        parent = psutil.Process(neighbour).parent()
+        family = [parent, *parent.children()] if parent is not None else []
+    except psutil.Error:
+        return {}
+    inside = {}
+    for process in family:
+        try:
+            pid_inside = ns_pid(process.pid)
+        except DbprobeError:  # it exited meanwhile
+            continue
+        if pid_inside is not None:
+            inside[pid_inside] = process.pid
+    return inside
 
 
 class DatabaseNames:

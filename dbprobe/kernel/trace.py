@@ -68,7 +68,17 @@ class Trace:
     @classmethod
     def open(cls, request: TraceRequest, warn: Callable[[str], None] = status) -> "Trace":
         preflight.require_tracing_ready()
-        bound = _bind_targets(request, warn)
+        return cls._attach_bound(_bind_targets(request, warn), request)
+
+    @classmethod
+    def open_target(cls, target: Target, request: TraceRequest) -> "Trace":
+        """One trace of a target chosen by the caller (the agent follows binaries itself);
+        the request's families and thresholds apply, its pid and binary are not used."""
+        preflight.require_tracing_ready()
+        return cls._attach_bound([_bind(target, request.families)], request)
+
+    @classmethod
+    def _attach_bound(cls, bound: Sequence[BoundTarget], request: TraceRequest) -> "Trace":
         parameters = Parameters(thresholds_ns=request.thresholds_ns, filter_pids=request.pid is not None,
                                 ringbuf_bytes=request.ringbuf_bytes)
         program = build_program([plan for entry in bound for plan in entry.plans], parameters)

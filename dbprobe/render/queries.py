@@ -84,12 +84,18 @@ def _overall(summary: SlowQuerySummary) -> str:
         f"# Slow-query digest, {span(summary.started, summary.ended)}",
         f"# {kernel.queries:,} statements seen in the kernel ({rate:,.1f}/s, mean {mean:.3f} ms"
         + (f"; {by_protocol}" if by_protocol else "") + ")",
-        f"# {summary.digest.count:,} at or over {milliseconds(summary.threshold_ms)} in "
-        f"{len(summary.digest.classes):,} classes; {kernel.lost:,} events lost",
+        f"# {_slow_statements(summary):,} at or over {milliseconds(summary.threshold_ms)}"
+        + (f" ({summary.digest.count:,} reached user space)" if _slow_statements(summary) > summary.digest.count else "")
+        + f" in {len(summary.digest.classes):,} classes; {kernel.lost:,} events lost",
     ]
     if kernel.lost:
         lines.append("# WARNING: the ring buffer overflowed: raise --threshold to see every slow query")
     return "\n".join(lines)
+
+
+def _slow_statements(summary: SlowQuerySummary) -> int:
+    """Statements at or over the threshold, as the kernel counted them: lost events included."""
+    return max(summary.kernel.slow, summary.digest.count)
 
 
 def _profile_table(classes: Sequence[QueryClass], total_ms: float, width: int | None) -> str:
@@ -128,7 +134,8 @@ def summary_json(summary: SlowQuerySummary, *, show_literals: bool) -> str:
         "statements_by_protocol": {protocol: sum(counts)
                                    for protocol, counts in summary.histogram.slots.items()},
         "statement_time_ms": round(kernel.query_ns / 1e6, 3),
-        "slow": summary.digest.count,
+        "slow": _slow_statements(summary),
+        "slow_reported": summary.digest.count,
         "lost_events": kernel.lost,
         "classes": [_class_json(rank, query_class, total_ms, show_literals)
                     for rank, query_class in enumerate(classes, start=1)],

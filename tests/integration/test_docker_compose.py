@@ -11,7 +11,8 @@ No registry is reachable where this runs, so every image is built here:
 - dbprobe's image, by compose from docker/Dockerfile;
 - instead of the official postgres image, which cannot be pulled: Debian's PostgreSQL
   with its USDT notes removed (postgres-debian.Dockerfile, STRIP_USDT=true). Like the
-  official image, it has no USDT, so dbprobe must trace it through its uprobe fallback.
+  official image, it has no USDT, so dbprobe must trace it through its uprobe fallback;
+- Debian's Prometheus (prometheus.Dockerfile), which scrapes the agent's container.
 
 A private Docker engine is started when none runs (and stopped at the end); the test
 skips only when no engine can run here. It leaves no containers, images, networks or
@@ -25,6 +26,8 @@ import secrets
 import shutil
 import socket
 import time
+import urllib.parse
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,7 +119,7 @@ def _build_images(project: ComposeProject, context: Path, logs: Path) -> None:
     ]
     with ThreadPoolExecutor(max_workers=2) as pool:
         builds = [
-            pool.submit(project.run, "build", "--force-rm", "dbprobe", "dbprobe-locks",
+            pool.submit(project.run, "build", "--force-rm", "dbprobe", "dbprobe-locks", "prometheus",
                         timeout=BUILD_TIMEOUT_S, log=logs / "build-dbprobe.log"),
             pool.submit(project.engine.run, *postgres, timeout=BUILD_TIMEOUT_S),
         ]
@@ -134,12 +137,15 @@ def demo(engine: DockerEngine, base_image: str, run_id: str, tmp_path: Path, pro
                                  "BASE_IMAGE": base_image,
                                  "DBPROBE_IMAGE": f"dbprobe-test/dbprobe:{run_id}",
                                  "POSTGRES_IMAGE": f"dbprobe-test/postgres-no-usdt:{run_id}",
+                                 "PROMETHEUS_IMAGE": f"dbprobe-test/prometheus:{run_id}",
                                  "PGPORT": str(_free_port()),
+                                 "AGENT_PORT": str(_free_port()),
+                                 "PROMETHEUS_PORT": str(_free_port()),
                                  "SLOW_THRESHOLD": f"{SLOW_THRESHOLD_MS}ms",
                                  "DBPROBE_OUTPUT": "--json",
                                  "EXTRA_CA_CERTS": _local_ca_certificates(),
                              })
-    images = [project.variables["DBPROBE_IMAGE"], project.variables["POSTGRES_IMAGE"]]
+    images = [project.variables[name] for name in ("DBPROBE_IMAGE", "POSTGRES_IMAGE", "PROMETHEUS_IMAGE")]
     try:
         progress(f"images: building dbprobe and the USDT-less PostgreSQL with {' '.join(command)}")
         _build_images(project, context, tmp_path)
@@ -222,6 +228,31 @@ def _wait_for_reports(project: ComposeProject, progress) -> Seen:
         time.sleep(POLL_S)
 
 
+def _prometheus_query(project: ComposeProject, expression: str) -> list[dict]:
+    query = urllib.parse.urlencode({"query": expression})
+    url = f"http://127.0.0.1:{project.variables['PROMETHEUS_PORT']}/api/v1/query?{query}"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return json.load(response)["data"]["result"]
+    except OSError:
+        return []  # not up yet
+
+
+def _wait_for_prometheus(project: ComposeProject, container: str, progress) -> list[dict]:
+    """What Prometheus scraped from the agent about the postgres container's server."""
+    expression = f'sum by (protocol) (dbprobe_statements_total{{container="{container}"}}) > 0'
+    deadline = time.monotonic() + EVENTS_TIMEOUT_S
+    while True:
+        found = _prometheus_query(project, expression)
+        if {series["metric"]["protocol"] for series in found} >= {"simple", "extended"}:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Prometheus has no statements of container {container} after "
+                                 f"{EVENTS_TIMEOUT_S:g} s: {found}\nagent:\n{project.logs('dbprobe-agent')[1]}")
+        progress("waiting for Prometheus to scrape the agent's counts of the server")
+        time.sleep(REPORT_EVERY_S / 3)
+
+
 def _exit_code(project: ComposeProject, service: str) -> int:
     return int(project.engine.run("inspect", "--format", "{{.State.ExitCode}}",
                                   project.container_id(service)).stdout)
@@ -229,9 +260,10 @@ def _exit_code(project: ComposeProject, service: str) -> int:
 
 def test_dbprobe_container_traces_postgres_container_through_uprobes(demo: ComposeProject, progress):
     seen = _wait_for_reports(demo, progress)
-    progress(f"seen: {seen.summary()}; stopping the dbprobe containers")
     postgres_container = demo.container_id("postgres")[:12]
-    demo.run("stop", "--timeout", str(STOP_TIMEOUT_S), "dbprobe", "dbprobe-locks")
+    statements = _wait_for_prometheus(demo, postgres_container, progress)
+    progress(f"seen: {seen.summary()}; Prometheus: {statements}; stopping the dbprobe containers")
+    demo.run("stop", "--timeout", str(STOP_TIMEOUT_S), "dbprobe", "dbprobe-locks", "dbprobe-agent")
 
     slow_out, slow_err = demo.logs("dbprobe")
     locks_out, locks_err = demo.logs("dbprobe-locks")
@@ -273,3 +305,12 @@ def test_dbprobe_container_traces_postgres_container_through_uprobes(demo: Compo
     assert any("demo_accounts" in (wait["target"] or "") for wait in waits), waits
     assert _json_events(locks_out, "summary"), locks_out[-2000:]
     progress("dbprobe reported slow queries of both protocols and lock waits with their blocker")
+
+    # The agent followed the container's server, and wrote its slow statements as events.
+    agent_out, agent_err = demo.logs("dbprobe-agent")
+    assert _exit_code(demo, "dbprobe-agent") == 0, agent_err
+    assert "nothing is left attached" in agent_err, agent_err
+    agent_sleeps = [query for query in _json_events(agent_out, "query")
+                    if query["query"] == "SELECT pg_sleep(?)" and query["source"] == "uprobe"]
+    assert agent_sleeps and all(query["server"].startswith(postgres_container) for query in agent_sleeps)
+    progress("the agent's metrics reached Prometheus, its events its output")

@@ -55,7 +55,10 @@ def test_list_json_says_how_each_server_is_traced(
     assert set(with_usdt["families"]) == recipe_families("postgresql")
     query = with_usdt["families"]["query"]
     assert (query["mechanism"], query["reason"]) == ("usdt", None)
-    assert "postgresql:statement__status" in query["probes"]
+    # The activity is read at pgstat_report_activity's entry, with its state, on every build;
+    # the USDT build's lock waits come from its static probes.
+    assert query["probes"] == ["pgstat_report_activity", "AbortCurrentTransaction"]
+    assert "postgresql:deadlock__found" in with_usdt["families"]["locks"]["probes"]
 
     without_usdt = servers[pg_server_no_usdt.pid]
     assert without_usdt["binary"] == os.path.realpath(pg_server_no_usdt.bindir / "postgres")

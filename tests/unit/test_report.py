@@ -72,13 +72,13 @@ def slow_queries() -> list[Query]:
     ]
 
 
-def summary(queries: list[Query] | None = None, *, lost: int = 0) -> SlowQuerySummary:
+def summary(queries: list[Query] | None = None, *, lost: int = 0, slow: int = 0) -> SlowQuerySummary:
     digest = QueryDigest()
     for each in slow_queries() if queries is None else queries:
         digest.add(each)
     return SlowQuerySummary(
         started=WINDOW_START, ended=WINDOW_END, threshold_ms=0.5,
-        kernel=KernelTotals(queries=1_200, query_ns=24_000_000, emitted=4 + lost, lost=lost),
+        kernel=KernelTotals(queries=1_200, query_ns=24_000_000, emitted=4 + lost, lost=lost, slow=slow),
         histogram=histogram(simple={3: 700, 5: 297, 10: 3}, extended={4: 199, 10: 1}),
         digest=digest,
     )
@@ -242,6 +242,13 @@ def test_digest_warns_about_lost_events() -> None:
     ]
 
 
+def test_digest_counts_the_slow_statements_whose_events_were_lost() -> None:
+    lines = digest_text(summary(lost=17, slow=21), width=None).split("\n")
+    assert lines[2] == "# 21 at or over 0.5 ms (4 reached user space) in 3 classes; 17 events lost"
+    record = json.loads(summary_json(summary(lost=17, slow=21), show_literals=False))
+    assert (record["slow"], record["slow_reported"]) == (21, 4)
+
+
 def test_digest_without_slow_queries() -> None:
     assert digest_text(summary([]), width=None).split("\n") == [
         *OVERALL,
@@ -375,7 +382,7 @@ def test_summary_json_fields_and_types() -> None:
     assert {name: type(value) for name, value in record.items()} == {
         "event": str, "start": str, "end": str, "seconds": float, "threshold_ms": float,
         "statements": int, "statements_by_protocol": dict, "statement_time_ms": float,
-        "slow": int, "lost_events": int, "classes": list, "histogram_us": list,
+        "slow": int, "slow_reported": int, "lost_events": int, "classes": list, "histogram_us": list,
     }
     assert (record["event"], record["start"], record["end"]) == (
         "summary", "2023-11-14T22:13:20.000000Z", "2023-11-14T22:14:20.000000Z")
