@@ -56,8 +56,9 @@ def test_list_json_says_how_each_server_is_traced(
     query = with_usdt["families"]["query"]
     assert (query["mechanism"], query["reason"]) == ("usdt", None)
     # The activity is read at pgstat_report_activity's entry, with its state, on every build;
-    # the USDT build's lock waits come from its static probes.
-    assert query["probes"] == ["pgstat_report_activity", "AbortCurrentTransaction"]
+    # the USDT build's executions end and lock waits come from its static probes.
+    assert query["probes"] == ["pgstat_report_activity", "postgresql:query__execute__done",
+                               "AbortCurrentTransaction"]
     assert "postgresql:deadlock__found" in with_usdt["families"]["locks"]["probes"]
 
     without_usdt = servers[pg_server_no_usdt.pid]
@@ -66,6 +67,7 @@ def test_list_json_says_how_each_server_is_traced(
     assert fallback["mechanism"] == "uprobe"
     assert "no USDT probes" in fallback["reason"]
     assert "pgstat_report_activity" in fallback["probes"]
+    assert "PortalRun (return)" in fallback["probes"]
 
     mariadb = servers[mariadb_server.pid]
     assert (mariadb["db"], mariadb["processes"], mariadb["backends"]) == ("mariadb", 1, [])
