@@ -156,18 +156,40 @@ static __always_inline struct dbp_totals *dbp_totals(void)
 
 #ifdef DBP_FILTER_PIDS
 BPF_TABLE("lru_hash", u32, u8, traced_pids, 65536);
+#endif
+
+/*
+ * The server each process belongs to (the host pid of a PostgreSQL postmaster), for
+ * counts kept per server: user space puts the servers' processes there as it attaches,
+ * and a new process joins its parent's server at fork.
+ */
+BPF_TABLE("lru_hash", u32, u32, server_of, 65536);
 
 TRACEPOINT_PROBE(sched, sched_process_fork)
 {
 	u32 parent = args->parent_pid;
+	u32 child = args->child_pid;
+	u32 *server = server_of.lookup(&parent);
+	if (server) {
+		u32 value = *server;
+		server_of.update(&child, &value);
+	}
+#ifdef DBP_FILTER_PIDS
 	if (traced_pids.lookup(&parent)) {
-		u32 child = args->child_pid;
 		u8 yes = 1;
 		traced_pids.update(&child, &yes);
 	}
+#endif
 	return 0;
 }
-#endif
+
+/* The server of the current process; 0 when unknown (started before user space saw it). */
+static __always_inline u32 dbp_server_of_current(void)
+{
+	u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	u32 *server = server_of.lookup(&tgid);
+	return server ? *server : 0;
+}
 
 /* Whether a process belongs to the servers being traced (all of them, without -p). */
 static __always_inline bool dbp_pid_wanted(u32 tgid)

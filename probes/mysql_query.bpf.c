@@ -44,6 +44,7 @@
  * reported as "EXECUTE <prepared statement #ID>".
  */
 #include "query.h"
+#include "classes.h"
 
 #define MY_IDLE 0                  /* COM_SLEEP: never dispatched as a client command */
 #define MY_COM_QUERY 3
@@ -61,6 +62,7 @@ struct my_text {
 	u32 len;
 	u8 flags;                  /* DBP_QF_TRUNCATED, DBP_QF_NO_TEXT */
 	u8 reserved[3];
+	u64 class_hash;            /* a prepared statement's class, hashed once; 0 until then */
 	char bytes[DBP_TEXT_MAX];
 };
 
@@ -109,6 +111,7 @@ static __always_inline void my_begin(struct my_command *slot, u8 command, u64 th
 static __always_inline void my_capture(struct my_text *text, u64 src, u64 len, bool sized)
 {
 	text->flags = 0;
+	text->class_hash = 0;
 	text->len = dbp_capture_text(text->bytes, DBP_TEXT_MAX, src, len, sized, &text->flags);
 }
 
@@ -200,17 +203,34 @@ static __always_inline void my_remember_prepared(struct my_command *slot)
 		return;
 	u32 stmt_id = reply[5] | (reply[6] << 8) | (reply[7] << 16) | ((u32)reply[8] << 24);
 	struct my_statement_key key = my_statement(slot->thd, stmt_id);
+	slot->text.class_hash = dbp_class_hash(slot->text.bytes, slot->text.len, DBP_DIALECT_MYSQL);
 	my_prepared.update(&key, &slot->text);
 	key.stmt_id = MY_LAST_STATEMENT;
 	my_prepared.update(&key, &slot->text);
 }
 
+/* Count a statement in its class: keyed by the server process; MySQL has no database id. */
+static __always_inline void my_count_class(const struct my_command *slot, const struct my_text *text,
+					   u8 protocol, u64 duration, u8 flags, bool slow)
+{
+	u32 server = bpf_get_current_pid_tgid() >> 32;
+	if (text)
+		dbp_class_count(server, 0, text->bytes, text->len, text->flags, text->class_hash,
+				DBP_DIALECT_MYSQL, protocol, duration, flags & DBP_QF_ERROR, slow, slot->hook);
+	else
+		dbp_class_count(server, 0, 0, 0, DBP_QF_NO_TEXT, DBP_CLASS_UNKNOWN_PREPARED,
+				DBP_DIALECT_MYSQL, protocol, duration, flags & DBP_QF_ERROR, slow, slot->hook);
+}
+
 static __always_inline void my_finish_execute(struct my_command *slot, u64 now)
 {
-	if (!dbp_count_query(DBP_PROTO_PREPARED, now - slot->start_ns))
-		return;
+	u64 duration = now - slot->start_ns;
+	bool slow = dbp_count_query(DBP_PROTO_PREPARED, duration);
 	struct my_statement_key key = my_statement(slot->thd, slot->stmt_id);
 	struct my_text *text = my_prepared.lookup(&key);
+	my_count_class(slot, text, DBP_PROTO_PREPARED, duration, 0, slow);
+	if (!slow)
+		return;
 	if (text)
 		my_emit(slot, now, DBP_PROTO_PREPARED, 0, text);
 	else
@@ -219,7 +239,10 @@ static __always_inline void my_finish_execute(struct my_command *slot, u64 now)
 
 static __always_inline void my_finish_query(struct my_command *slot, u64 now, u8 flags)
 {
-	if (dbp_count_query(DBP_PROTO_SIMPLE, now - slot->start_ns))
+	u64 duration = now - slot->start_ns;
+	bool slow = dbp_count_query(DBP_PROTO_SIMPLE, duration);
+	my_count_class(slot, &slot->text, DBP_PROTO_SIMPLE, duration, flags, slow);
+	if (slow)
 		my_emit(slot, now, DBP_PROTO_SIMPLE, flags, &slot->text);
 }
 

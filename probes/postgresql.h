@@ -102,6 +102,8 @@ struct pg_backend {
 	u8 idle_state;              /* the state of the latest idle report; 0 before one */
 	u8 waiting;                 /* locks: a heavyweight lock wait is open */
 	u8 reserved[3];
+	u32 server;                 /* the postmaster's host pid; 0 until known */
+	u32 reserved2;
 #ifdef DBP_WITH_POSTGRESQL_TXN
 	struct pg_txn txn;
 #endif
@@ -136,6 +138,7 @@ RAW_TRACEPOINT_PROBE(sched_process_exit)
 {
 	u32 tid = pg_tid();
 	pg_backends.delete(&tid);
+	server_of.delete(&tid);
 	return 0;
 }
 

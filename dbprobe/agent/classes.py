@@ -4,24 +4,27 @@ A ``ClassSource`` hands out, at each drain, what it counted per (server, class) 
 previous drain: calls, total time, errors and a histogram in the kernel's log2 slots. The
 agent adds those up per server, keeping the top classes by total time (``ranking``).
 
-Today the only source is ``SlowStatementClasses``: the statements the kernel sends to user
-space (those at or over the query threshold), counted by fingerprint as they arrive. When
-the kernel counts every statement by class (a map keyed by server, database and class,
-with the class's first text sent once as its sample), a source that reads that map and
-rotates it takes its place where ``dbprobe.agent.traced.TracedBinary`` makes its
-``_class_source``: its ``drain`` hands out the counts that grew since the last drain (the
-class hash named by the fingerprint of its sample, the kernel's server key named by the
-agent's ``ServerDirectory``), and its ``statement`` does nothing. The per-class metrics
-then cover every statement, at no per-statement cost in user space.
+``KernelClasses`` reads the kernel's class map (keyed by server, database and class, with
+each class's first text sent once as its sample): each drain hands out what grew since the
+previous one, the class named by the fingerprint of its sample and the kernel's server key
+(a postmaster's or mysqld's pid) by the agent's ``ServerDirectory``. The per-class metrics
+cover every statement, at no per-statement cost in user space. Classes idle for a while
+are deleted from the kernel's map, so that it never fills up over days.
+
+``SlowStatementClasses`` counts by fingerprint the statements the kernel sends to user
+space (those at or over the query threshold), for a program without the class map.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
+from dbprobe.correlate.classes import ClassSamples
 from dbprobe.digest.distribution import log2_slot
-from dbprobe.kernel.records import HIST_SLOTS
+from dbprobe.kernel.maps import ClassCounters, ClassKey
+from dbprobe.kernel.records import HIST_SLOTS, RawClassSample
 from dbprobe.model import Query
 
 OTHER = "other"  # the fingerprint of everything folded together
@@ -29,6 +32,7 @@ OTHER_TEXT = "(statements of every other class)"
 # Classes one drain interval may hold per source; past it, statements count in `other`,
 # and as untracked, as the kernel's class map counts its overflow.
 MAX_PENDING_CLASSES = 4096
+EVICT_IDLE_S = 600.0  # a class with no call this long leaves the kernel's map
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +103,59 @@ class SlowStatementClasses:
         pending, self._pending = self._pending, {}
         return [ClassCounts(server, fingerprint, p.text, p.calls, p.total_ns, p.errors, tuple(p.slots))
                 for (server, fingerprint), p in pending.items()]
+
+    @property
+    def untracked(self) -> int:
+        return self._untracked
+
+
+class KernelClasses:
+    """The kernel's class map of one trace, drained: what grew since the previous drain."""
+
+    def __init__(self, trace, server_of: Callable[[int], str | None],
+                 only_server: Callable[[], str | None], clock: Callable[[], float] = time.monotonic):
+        self._collector = trace.collector
+        self._samples = ClassSamples(trace.sources, trace.backends, trace.databases)
+        trace.on(RawClassSample, self._samples.on_sample)
+        self._server_of = server_of
+        self._only_server = only_server  # the one server of the binary, for an unknown key
+        self._clock = clock
+        self._last = ClassCounters.empty()
+        self._last_grown: dict[ClassKey, float] = {}
+        self._untracked = 0
+
+    def statement(self, server: str, query: Query) -> None:
+        pass  # the kernel counted it already
+
+    def drain(self) -> list[ClassCounts]:
+        current = self._collector.class_counters()
+        grown = current - self._last
+        now = self._clock()
+        counts = []
+        for key, stats in grown.classes.items():
+            self._last_grown[key] = now
+            server = (self._server_of(key.server) if key.server else None) or self._only_server()
+            if server is None:
+                continue
+            sample = self._samples.sample(key)
+            fingerprint = sample.fingerprint.id if sample else f"{key.hash:016x}"
+            text = sample.fingerprint.text if sample else OTHER_TEXT
+            counts.append(ClassCounts(server, fingerprint, text, stats.calls, stats.total_ns,
+                                      stats.errors, stats.slots))
+        self._last = self._evict_idle(current, now)
+        self._untracked = current.untracked
+        return counts
+
+    def _evict_idle(self, current: ClassCounters, now: float) -> ClassCounters:
+        idle = [key for key in current.classes
+                if now - self._last_grown.setdefault(key, now) >= EVICT_IDLE_S]
+        if not idle:
+            return current
+        self._collector.delete_classes(idle)
+        for key in idle:
+            del self._last_grown[key]
+        kept = {key: stats for key, stats in current.classes.items() if key not in set(idle)}
+        return ClassCounters(kept, current.untracked, current.samples_deferred)
 
     @property
     def untracked(self) -> int:

@@ -338,6 +338,7 @@ def _tell_servers(followed: Followed) -> None:
     named yet go to the only one, if there is only one)."""
     if followed.traced is not None:
         followed.traced.server_ids = tuple(server_id(server) for server in followed.servers)
+        followed.traced.trace.add_servers(followed.servers)
 
 
 def _close_result(job: Future) -> None:

@@ -12,7 +12,7 @@ import itertools
 import time
 from typing import Callable, Sequence
 
-from dbprobe.agent.classes import ClassSource, SlowStatementClasses
+from dbprobe.agent.classes import ClassSource, KernelClasses, SlowStatementClasses
 from dbprobe.agent.config import AgentConfig
 from dbprobe.agent.events import EventSink, with_server
 from dbprobe.agent.servers import ServerDirectory
@@ -51,9 +51,11 @@ class TracedBinary:
         self._sink = sink
         self._request_scan = request_scan
         self._correlator = Correlator(trace.sources, trace.backends, databases=trace.databases)
-        # The per-class counts. Once the kernel counts statements by class, a source
-        # reading its class map replaces this one (see dbprobe.agent.classes).
-        self._class_source: ClassSource = SlowStatementClasses()
+        # The per-class counts: the kernel's class map, or the slow statements where the
+        # program has none (dbprobe.agent.classes).
+        self._class_source: ClassSource = (
+            KernelClasses(trace, servers.server_of, self._only_server) if trace.counts_classes
+            else SlowStatementClasses())
         self._untracked_seen = 0
         self._tracker = (LockWaitTracker(trace.sources, trace.versions, trace.backends,
                                          trace.collector.last_statement)
@@ -102,6 +104,9 @@ class TracedBinary:
             action(self.server_ids[0])
         else:
             self._stats.binary(self.label).unattributed += 1
+
+    def _only_server(self) -> str | None:
+        return self.server_ids[0] if len(self.server_ids) == 1 else None
 
     def _on_query(self, raw: RawQuery) -> None:
         query = self._correlator.query(raw)

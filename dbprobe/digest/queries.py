@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from dbprobe.digest.classes import ClassDigest
 from dbprobe.digest.distribution import DurationDistribution
 from dbprobe.kernel.maps import KernelTotals, LatencyHistogram
 from dbprobe.correlate.fingerprint import Fingerprint
@@ -74,7 +75,8 @@ class SlowQuerySummary:
     threshold_ms: float
     kernel: KernelTotals  # all statements the kernel saw in the window
     histogram: LatencyHistogram
-    digest: QueryDigest
+    digest: QueryDigest  # the statements at or over the threshold that reached user space
+    classes: ClassDigest  # every statement, by class, as the kernel counted them
 
     @property
     def seconds(self) -> float:

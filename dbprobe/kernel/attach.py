@@ -57,6 +57,15 @@ class Attachment:
                 raise DbprobeError(_compile_failure(error, diagnostics())) from None
         self._events: list[tuple[bytes, int]] = []  # (event name, perf event fd)
 
+    def has_table(self, name: str) -> bool:
+        if self.bpf is None:
+            return False
+        try:
+            self.bpf.get_table(name)
+        except KeyError:
+            return False
+        return True
+
     def attach(self, programs: Sequence[HookProgram]) -> int:
         """Attach every site of every program, or none: a failure detaches what was done."""
         try:

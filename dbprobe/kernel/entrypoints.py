@@ -121,8 +121,15 @@ def _texts(args: Sequence[ArgSpec]) -> tuple[str, ...]:
     return tuple(spec.text for spec in args)
 
 
+# What every entry does once its handlers ran: nothing, unless a program defines it
+# (probes/classes.h hands the statement counted to the class counter).
+_AFTER_HOOK_DEFAULT = "#ifndef DBP_AFTER_HOOK\n#define DBP_AFTER_HOOK(ctx)\n#endif\n"
+
+
 def entry_points_source(programs: Sequence[HookProgram]) -> str:
-    return "\n".join(_entry_point(program) for program in programs)
+    if not programs:
+        return ""
+    return _AFTER_HOOK_DEFAULT + "\n".join(_entry_point(program) for program in programs)
 
 
 def _entry_point(program: HookProgram) -> str:
@@ -144,6 +151,7 @@ def _entry_point(program: HookProgram) -> str:
         f"int {program.function}(struct pt_regs *ctx)",
         "{",
         *body,
+        "\tDBP_AFTER_HOOK(ctx);",
         "\treturn 0;",
         "}",
         "",

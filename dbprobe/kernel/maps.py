@@ -11,6 +11,8 @@ from dbprobe.errors import DbprobeError
 
 from dbprobe.kernel.records import HIST_SLOTS, PROTOCOLS, RawQuery, decode
 
+_NS_PER_US = 1000
+
 
 @dataclass(frozen=True, slots=True)
 class KernelTotals:
@@ -63,6 +65,68 @@ class QueryCounters:
 
     def __sub__(self, earlier: "QueryCounters") -> "QueryCounters":
         return QueryCounters(self.totals - earlier.totals, self.histogram - earlier.histogram)
+
+
+@dataclass(frozen=True, slots=True)
+class ClassKey:
+    """A statement class as the kernel keys it (probes/classes.h)."""
+
+    server: int  # PostgreSQL: the postmaster's pid; MySQL: the server's
+    database_oid: int  # PostgreSQL: the database; 0 when unknown
+    hash: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClassStats:
+    """What the kernel counted of one statement class."""
+
+    calls: int
+    total_ns: int
+    max_ns: int
+    errors: int
+    slow: int  # calls at or over the query threshold
+    slots: tuple[int, ...]  # calls per log2 slot of microseconds, HIST_SLOTS of them
+
+    def __sub__(self, earlier: "ClassStats") -> "ClassStats":
+        slots = tuple(a - b for a, b in zip(self.slots, earlier.slots))
+        return ClassStats(self.calls - earlier.calls, self.total_ns - earlier.total_ns,
+                          _max_since(self, earlier, slots), self.errors - earlier.errors,
+                          self.slow - earlier.slow, slots)
+
+
+def _max_since(now: ClassStats, earlier: ClassStats, slots: tuple[int, ...]) -> int:
+    """The longest call since ``earlier``. The kernel keeps the longest since it started:
+    when that grew, it is this window's; else this window's is at most the top of its
+    highest slot (and at most the longest ever)."""
+    if now.max_ns > earlier.max_ns:
+        return now.max_ns
+    used = [slot for slot, count in enumerate(slots) if count]
+    if not used:
+        return 0
+    return min(now.max_ns, (1 << used[-1]) * _NS_PER_US)
+
+
+@dataclass(frozen=True, slots=True)
+class ClassCounters:
+    """The class map as it stood when read, and its overflow counters."""
+
+    classes: dict[ClassKey, ClassStats]
+    untracked: int = 0  # statements of a class the full map had no room for
+    samples_deferred: int = 0  # samples the full ring buffer refused (sent again later)
+
+    @classmethod
+    def empty(cls) -> "ClassCounters":
+        return cls({})
+
+    def __sub__(self, earlier: "ClassCounters") -> "ClassCounters":
+        grown = {}
+        for key, stats in self.classes.items():
+            before = earlier.classes.get(key)
+            delta = stats if before is None else stats - before
+            if delta.calls:
+                grown[key] = delta
+        return ClassCounters(grown, self.untracked - earlier.untracked,
+                             self.samples_deferred - earlier.samples_deferred)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +265,32 @@ class Collector:
     def lwlock_totals(self) -> list[LWLockTotals]:
         return [LWLockTotals(key.tranche, key.mode, value.waits, value.total_ns, value.max_ns)
                 for key, value in self.items("pg_lwlock_totals")]
+
+    def class_counters(self) -> ClassCounters:
+        """Every statement class the kernel counted, and what it could not count."""
+        table = self.table("classes")
+        read = getattr(table, "items_lookup_batch", None)
+        try:
+            pairs = list(read()) if read is not None else list(table.items())
+        except Exception:  # a kernel without batch lookups of hash maps
+            pairs = list(table.items())
+        classes = {
+            ClassKey(key.server, key.database, key.hash):
+                ClassStats(value.calls, value.total_ns, value.max_ns, value.errors, value.slow,
+                           tuple(value.hist))
+            for key, value in pairs
+        }
+        counts = self.summed("class_counts")
+        return ClassCounters(classes, counts["untracked"], counts["samples_deferred"])
+
+    def delete_classes(self, keys) -> None:
+        """Forget classes (idle ones): a class seen again starts afresh, its sample sent again."""
+        table = self.table("classes")
+        for key in keys:
+            try:
+                del table[table.Key(key.hash, key.server, key.database_oid)]
+            except KeyError:
+                pass
 
     def histogram(self) -> LatencyHistogram:
         counts = self.counts("query_hist", len(PROTOCOLS) * HIST_SLOTS)

@@ -21,6 +21,7 @@ EV_LOCK_WAIT_START = 2
 EV_LOCK_WAIT_DONE = 3
 EV_DEADLOCK = 4
 EV_TXN = 5
+EV_CLASS = 6  # DBP_EV_CLASS (probes/classes.h): a statement class's first text
 
 LOCK_WAIT_FAILED = 1  # flags of a wait's end: it ended in an error (a deadlock)
 PG_LOCK_WAIT_ERROR = 2  # PostgreSQL: an error ended the wait; its SQLSTATE is in fields[0]
@@ -67,6 +68,46 @@ class Totals(ctypes.Structure):
         ("emitted", ctypes.c_uint64),
         ("lost", ctypes.c_uint64),
         ("slow", ctypes.c_uint64),
+    ]
+
+
+class ClassSampleHead(ctypes.Structure):
+    """struct dbp_class_sample (probes/classes.h) without its text, which follows for
+    text_len bytes."""
+
+    _fields_ = [
+        ("hdr", Header),
+        ("hash", ctypes.c_uint64),
+        ("server", ctypes.c_uint32),
+        ("database", ctypes.c_uint32),
+        ("protocol", ctypes.c_uint8),
+        ("flags", ctypes.c_uint8),
+        ("text_len", ctypes.c_uint16),
+        ("reserved", ctypes.c_uint32),
+    ]
+
+
+class ClassKey(ctypes.Structure):
+    """struct dbp_class_key."""
+
+    _fields_ = [
+        ("hash", ctypes.c_uint64),
+        ("server", ctypes.c_uint32),
+        ("database", ctypes.c_uint32),
+    ]
+
+
+class ClassStats(ctypes.Structure):
+    """struct dbp_class_stats."""
+
+    _fields_ = [
+        ("calls", ctypes.c_uint64),
+        ("total_ns", ctypes.c_uint64),
+        ("max_ns", ctypes.c_uint64),
+        ("errors", ctypes.c_uint64),
+        ("slow", ctypes.c_uint64),
+        ("sampled", ctypes.c_uint64),
+        ("hist", ctypes.c_uint64 * HIST_SLOTS),
     ]
 
 
@@ -175,12 +216,27 @@ class RawTxn:
         return self.end_ns - self.start_ns
 
 
-Record = RawQuery | RawLockEvent | RawTxn
+@dataclass(frozen=True, slots=True)
+class RawClassSample:
+    """The first text the kernel saw of a statement class (server, database, hash)."""
+
+    pid: int  # the process that ran it
+    hook: int
+    hash: int
+    server: int  # PostgreSQL: the postmaster's pid; MySQL: the server's
+    database_oid: int  # PostgreSQL: the database; 0 when unknown
+    protocol: str
+    flags: int  # QF_TRUNCATED, QF_NO_TEXT
+    text: bytes
+
+
+Record = RawQuery | RawLockEvent | RawTxn | RawClassSample
 
 _QUERY_HEAD_SIZE = ctypes.sizeof(QueryEventHead)
 _LOCK_HEAD_SIZE = ctypes.sizeof(LockEventHead)
 _LOCK_SHORT_SIZE = LockEventHead.holder.offset  # wait done and deadlock records stop here
 _TXN_SIZE = ctypes.sizeof(TxnEvent)
+_CLASS_HEAD_SIZE = ctypes.sizeof(ClassSampleHead)
 
 
 def decode(data: int, size: int) -> Record | None:
@@ -192,7 +248,27 @@ def decode(data: int, size: int) -> Record | None:
         return decode_lock(ctypes.string_at(data, size))
     if kind == EV_TXN and size >= _TXN_SIZE:
         return decode_txn(ctypes.string_at(data, size))
+    if kind == EV_CLASS and size >= _CLASS_HEAD_SIZE:
+        return decode_class_sample(ctypes.string_at(data, size))
     return None
+
+
+def decode_class_sample(record: bytes) -> RawClassSample:
+    head = ClassSampleHead.from_buffer_copy(record[:_CLASS_HEAD_SIZE])
+    return RawClassSample(
+        pid=head.hdr.pid, hook=head.hdr.hook, hash=head.hash, server=head.server,
+        database_oid=head.database,
+        protocol=PROTOCOLS[head.protocol] if head.protocol < len(PROTOCOLS) else "unknown",
+        flags=head.flags, text=record[_CLASS_HEAD_SIZE:_CLASS_HEAD_SIZE + head.text_len],
+    )
+
+
+def encode_class_sample(raw: RawClassSample) -> bytes:
+    """The inverse of decode_class_sample, for recorded streams in tests."""
+    head = ClassSampleHead(Header(EV_CLASS, raw.pid, raw.pid, raw.hook, 0), raw.hash, raw.server,
+                           raw.database_oid, PROTOCOLS.index(raw.protocol), raw.flags,
+                           len(raw.text), 0)
+    return bytes(head) + raw.text
 
 
 def decode_lock(record: bytes) -> RawLockEvent:

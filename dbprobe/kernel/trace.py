@@ -13,10 +13,12 @@ from typing import Any, Callable, Mapping, Sequence
 
 from dbprobe.binary.elf import ElfBinary
 from dbprobe.discover.backends import BackendDirectory, DatabaseNames
+from dbprobe.discover.processes import ServerProcess
 from dbprobe.discover.targets import Target, choose_targets
 from dbprobe.errors import DbprobeError
 from dbprobe.kernel import preflight
 from dbprobe.kernel.attach import Attachment
+from dbprobe.kernel.classhash import install_class_counter
 from dbprobe.kernel.maps import Collector
 from dbprobe.kernel.program import DEFAULT_RINGBUF_BYTES, Parameters, TraceProgram, build_program
 from dbprobe.model import Source
@@ -84,6 +86,9 @@ class Trace:
         program = build_program([plan for entry in bound for plan in entry.plans], parameters)
         attachment = Attachment(program.source, program.cflags)
         try:
+            install_class_counter(attachment.bpf)
+            for entry in bound:
+                seed_servers(attachment.bpf, entry.target.servers)
             if parameters.filter_pids:
                 _seed_traced_pids(attachment, bound[0].target)
             attachment.attach(program.hooks)
@@ -99,6 +104,17 @@ class Trace:
             symbol = load_recipe(entry.target.db).database_oid_global
             if symbol:
                 self.databases.learn_from_running(entry.binary, symbol, entry.target.processes)
+
+    @property
+    def counts_classes(self) -> bool:
+        """Whether the program counts every statement by class (the query families do)."""
+        return self._attachment.has_table("classes")
+
+    def add_servers(self, servers: Sequence[ServerProcess]) -> None:
+        """Servers (re)started on a traced binary: the kernel learns which processes are
+        theirs, so their statements are counted under them."""
+        if self.counts_classes:
+            seed_servers(self._attachment.bpf, servers)
 
     def on(self, record_type: type, handler: Callable[[Any], None]) -> None:
         self._handlers[record_type] = handler
@@ -160,6 +176,15 @@ def _bind(target: Target, families: Sequence[str]) -> BoundTarget:
     plans = tuple(require_plan(plan_family(recipe, family, binary, target.version), target.db)
                   for family in families)
     return BoundTarget(target, binary, plans)
+
+
+def seed_servers(bpf, servers: Sequence[ServerProcess]) -> None:
+    """Tell the kernel which server each running process belongs to (server_of): counts
+    kept per server name it by its main process. Processes forked later join at fork."""
+    table = bpf["server_of"]
+    for server in servers:
+        for pid in server.processes:
+            table[table.Key(pid)] = table.Leaf(server.pid)
 
 
 def _seed_traced_pids(attachment: Attachment, target: Target) -> None:

@@ -11,10 +11,11 @@ from typing import Sequence
 
 from tabulate import tabulate
 
-from dbprobe.digest.queries import QueryClass, SlowQuerySummary
+from dbprobe.digest.classes import QUANTILES, ClassTotals
+from dbprobe.digest.queries import SlowQuerySummary
 from dbprobe.model import Query
 from dbprobe.render.text import (clock_ms, cut, fit, histogram_json, histogram_text,
-                                 iso_time, milliseconds, span, statement_text)
+                                 iso_time, milliseconds, span, statement_text, terminal_safe)
 
 LIVE_COLUMNS = (("TIME", 12), ("PID", 7), ("DATABASE", 12), ("PROTO", 8), ("MS", 10))
 
@@ -59,16 +60,17 @@ def query_json(query: Query, *, show_literals: bool) -> str:
 
 # The digest ---------------------------------------------------------------------------
 
-def digest_text(summary: SlowQuerySummary, *, width: int | None, top: int = 20) -> str:
+def digest_text(summary: SlowQuerySummary, *, width: int | None, top: int = 20,
+                show_literals: bool = False) -> str:
     parts = [_overall(summary), ""]
-    classes = summary.digest.ranked()
+    classes = summary.classes.ranked()
     if classes:
-        parts += [f"Queries at or over {milliseconds(summary.threshold_ms)}, by total time:",
-                  _profile_table(classes[:top], summary.digest.total_ms, width)]
+        parts += ["Statements by total time (every statement, counted in the kernel):",
+                  _profile_table(classes[:top], summary.classes.total_ns, width, show_literals)]
         if len(classes) > top:
             parts.append(f"... and {len(classes) - top} more classes")
     else:
-        parts.append(f"No query at or over {milliseconds(summary.threshold_ms)}.")
+        parts.append("No statement completed.")
     parts += ["", "Latency of all statements (kernel histogram):",
               histogram_text(summary.histogram.combined(), unit="us")]
     return "\n".join(parts)
@@ -80,14 +82,18 @@ def _overall(summary: SlowQuerySummary) -> str:
     mean = kernel.query_ns / kernel.queries / 1e6 if kernel.queries else 0.0
     by_protocol = ", ".join(f"{protocol} {sum(counts):,}"
                             for protocol, counts in summary.histogram.slots.items() if sum(counts))
+    slow = _slow_statements(summary)
     lines = [
         f"# Slow-query digest, {span(summary.started, summary.ended)}",
         f"# {kernel.queries:,} statements seen in the kernel ({rate:,.1f}/s, mean {mean:.3f} ms"
-        + (f"; {by_protocol}" if by_protocol else "") + ")",
-        f"# {_slow_statements(summary):,} at or over {milliseconds(summary.threshold_ms)}"
-        + (f" ({summary.digest.count:,} reached user space)" if _slow_statements(summary) > summary.digest.count else "")
-        + f" in {len(summary.digest.classes):,} classes; {kernel.lost:,} events lost",
+        + (f"; {by_protocol}" if by_protocol else "") + f") in {len(summary.classes.classes):,} classes",
+        f"# {slow:,} at or over {milliseconds(summary.threshold_ms)}"
+        + (f" ({summary.digest.count:,} reached user space)" if slow > summary.digest.count else "")
+        + f"; {kernel.lost:,} events lost",
     ]
+    if summary.classes.untracked:
+        lines.append(f"# {summary.classes.untracked:,} statements not tracked by class: "
+                     "the kernel's class table was full")
     if kernel.lost:
         lines.append("# WARNING: the ring buffer overflowed: raise --threshold to see every slow query")
     return "\n".join(lines)
@@ -98,31 +104,38 @@ def _slow_statements(summary: SlowQuerySummary) -> int:
     return max(summary.kernel.slow, summary.digest.count)
 
 
-def _profile_table(classes: Sequence[QueryClass], total_ms: float, width: int | None) -> str:
-    """One row of numbers per class, its normalised query on the line under it, so the
-    statement stays readable whatever the terminal's width."""
-    headers = ["Rank", "Query ID", "Total ms", "%", "Calls", "Mean ms", "p95 ms", "Max ms", "Err"]
+def _profile_table(classes: Sequence[ClassTotals], total_ns: int, width: int | None,
+                   show_literals: bool) -> str:
+    """One row of numbers per class, its statement on the line under it, so the statement
+    stays readable whatever the terminal's width."""
+    headers = ["Rank", "Query ID", "Total ms", "%", "Calls", "Mean ms", "p50 ms", "p95 ms",
+               "p99 ms", "Max ms", "Err", "Slow"]
     rows = [
-        [rank, query_class.fingerprint.id, query_class.durations.total_ms,
-         100.0 * query_class.durations.total_ms / total_ms if total_ms else 0.0,
-         query_class.calls, query_class.durations.mean_ms,
-         query_class.durations.percentile(0.95), query_class.durations.max_ms,
-         query_class.errors]
-        for rank, query_class in enumerate(classes, start=1)
+        [rank, totals.fingerprint.id, totals.total_ms,
+         100.0 * totals.total_ns / total_ns if total_ns else 0.0, totals.calls, totals.mean_ms,
+         *(totals.percentile_ms(q) for q in QUANTILES), totals.max_ms, totals.errors,
+         totals.slow_calls]
+        for rank, totals in enumerate(classes, start=1)
     ]
     table = tabulate(rows, headers=headers, tablefmt="simple",
-                     floatfmt=("", "", ".1f", ".1f", "", ".2f", ".2f", ".2f", ""), intfmt=",")
+                     floatfmt=("", "", ".1f", ".1f", "", ".3f", ".3f", ".3f", ".3f", ".3f", "", ""),
+                     intfmt=",")
     header, rule, *lines = table.splitlines()
     indent = " " * (len(rule.split()[0]) + 2)
     out = [fit(header, width), fit(rule, width)]
-    for line, query_class in zip(lines, classes):
-        out += [fit(line, width), fit(indent + query_class.fingerprint.text, width)]
+    for line, totals in zip(lines, classes):
+        out += [fit(line, width), fit(indent + class_text(totals, show_literals), width)]
     return "\n".join(out)
 
 
+def class_text(totals: ClassTotals, show_literals: bool) -> str:
+    """A class's statement: normalised, or its first text with --show-literals."""
+    return terminal_safe(totals.sample if show_literals else totals.fingerprint.text)
+
+
 def summary_json(summary: SlowQuerySummary, *, show_literals: bool) -> str:
-    classes = summary.digest.ranked()
-    total_ms = summary.digest.total_ms
+    classes = summary.classes.ranked()
+    total_ns = summary.classes.total_ns
     kernel = summary.kernel
     record = {
         "event": "summary",
@@ -137,29 +150,30 @@ def summary_json(summary: SlowQuerySummary, *, show_literals: bool) -> str:
         "slow": _slow_statements(summary),
         "slow_reported": summary.digest.count,
         "lost_events": kernel.lost,
-        "classes": [_class_json(rank, query_class, total_ms, show_literals)
-                    for rank, query_class in enumerate(classes, start=1)],
+        "untracked": summary.classes.untracked,
+        "classes": [class_json(rank, totals, total_ns, show_literals)
+                    for rank, totals in enumerate(classes, start=1)],
         "histogram_us": histogram_json(summary.histogram.combined()),
     }
     return json.dumps(record, ensure_ascii=False)
 
 
-def _class_json(rank: int, query_class: QueryClass, total_ms: float, show_literals: bool) -> dict:
-    durations = query_class.durations
+def class_json(rank: int, totals: ClassTotals, total_ns: int, show_literals: bool) -> dict:
     record = {
         "rank": rank,
-        "fingerprint": query_class.fingerprint.id,
-        "query": query_class.fingerprint.text,
-        "calls": query_class.calls,
-        "total_ms": round(durations.total_ms, 3),
-        "share": round(durations.total_ms / total_ms, 4) if total_ms else 0.0,
-        "mean_ms": round(durations.mean_ms, 3),
-        "p95_ms": round(durations.percentile(0.95), 3),
-        "max_ms": round(durations.max_ms, 3),
-        "min_ms": round(durations.min_ms, 3),
-        "errors": query_class.errors,
-        "databases": dict(query_class.databases),
+        "fingerprint": totals.fingerprint.id,
+        "query": totals.fingerprint.text,
+        "database": totals.database,
+        "calls": totals.calls,
+        "total_ms": round(totals.total_ms, 3),
+        "share": round(totals.total_ns / total_ns, 4) if total_ns else 0.0,
+        "mean_ms": round(totals.mean_ms, 3),
+        **{f"p{round(q * 100)}_ms": round(totals.percentile_ms(q), 3) for q in QUANTILES},
+        "max_ms": round(totals.max_ms, 3),
+        "errors": totals.errors,
+        "slow_calls": totals.slow_calls,
+        "histogram_us": histogram_json(tuple(totals.slots)),
     }
-    if show_literals and query_class.worst is not None:
-        record["worst_sample"] = query_class.worst.text
+    if show_literals:
+        record["sample"] = totals.sample
     return record

@@ -125,9 +125,13 @@ class FakeTrace:
         self.probes_attached = 4
         self.plans = []
         self.closed = threading.Event()
+        self.servers_told: list[int] = []  # the pids the kernel was told are servers
 
     def close(self) -> None:
         self.closed.set()
+
+    def add_servers(self, servers) -> None:
+        self.servers_told += [server.pid for server in servers]
 
 
 class FakeTraced:
@@ -185,6 +189,7 @@ def test_one_attach_per_binary_serves_every_server(binary: Path) -> None:
     assert [call[1] for call in opener.calls] == [("query",), ("query", "locks", "txn")]
     assert followed.traced.families == ("query", "locks", "txn")
     assert followed.traced.server_ids == ("/a", "/b")
+    assert {1, 2} <= set(followed.traced.trace.servers_told)  # their statements are theirs
     follower.reconcile([server(binary, 1, data_dir="/a")])  # nothing attached twice
     settle(follower)
     assert len(opener.calls) == 2 and followed.traced.server_ids == ("/a",)

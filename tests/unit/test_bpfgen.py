@@ -409,6 +409,7 @@ def test_entry_points_source_has_one_function_per_group() -> None:
 def test_one_entry_function_exactly() -> None:
     (program,) = group_sites([site("h", ("8@%rsi", "-4@%edi"), label="demo:p")])
     assert entry_points_source([program]) == (
+        "#ifndef DBP_AFTER_HOOK\n#define DBP_AFTER_HOOK(ctx)\n#endif\n"
         "/* demo:p in /srv/pg/bin/postgres (usdt) */\n"
         "int dbp_hook_0(struct pt_regs *ctx)\n"
         "{\n"
@@ -416,6 +417,7 @@ def test_one_entry_function_exactly() -> None:
         "\targs0.value[0] = (u64)ctx->si;  /* 8@%rsi */\n"
         "\targs0.value[1] = (u64)(s64)(s32)ctx->di;  /* -4@%edi */\n"
         "\th(ctx, &args0, 0);\n"
+        "\tDBP_AFTER_HOOK(ctx);\n"
         "\treturn 0;\n"
         "}\n"
     )

@@ -9,6 +9,7 @@ from collections import Counter
 import pytest
 
 from dbprobe.kernel.maps import KernelTotals, LatencyHistogram
+from dbprobe.digest.classes import ClassDigest
 from dbprobe.digest.queries import DurationDistribution, QueryDigest, SlowQuerySummary
 from dbprobe.kernel.records import HIST_SLOTS, PROTOCOLS
 from dbprobe.correlate.fingerprint import Fingerprint, fingerprint
@@ -221,5 +222,5 @@ def test_empty_histogram() -> None:
 def test_summary_seconds_are_never_negative(started: float, ended: float, seconds: float) -> None:
     summary = SlowQuerySummary(started=started, ended=ended, threshold_ms=1.0,
                                kernel=KernelTotals(), histogram=LatencyHistogram.empty(),
-                               digest=QueryDigest())
+                               digest=QueryDigest(), classes=ClassDigest())
     assert summary.seconds == pytest.approx(seconds)

@@ -151,7 +151,7 @@ def test_build_program_joins_sources_entry_points_and_flags() -> None:
     # Entry points come after the handlers they call.
     handler_at = program.source.index("static __always_inline int pg_activity(")
     assert handler_at < program.source.index("int dbp_hook_0(struct pt_regs *ctx)")
-    assert program.source.endswith("\tpg_error(ctx, &args0, 3);\n\treturn 0;\n}\n")
+    assert program.source.endswith("\tpg_error(ctx, &args0, 3);\n\tDBP_AFTER_HOOK(ctx);\n\treturn 0;\n}\n")
 
 
 @pytest.mark.parametrize("size", [0, 1000, 4096 * 3, (8 << 20) + 4096, -4096])

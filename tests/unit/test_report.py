@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 import pytest
 
 from dbprobe.kernel.maps import KernelTotals, LatencyHistogram
+from dbprobe.digest.classes import ClassDigest
 from dbprobe.digest.queries import QueryDigest, SlowQuerySummary
 from dbprobe.kernel.records import HIST_SLOTS, PROTOCOLS
 from dbprobe.correlate.fingerprint import Fingerprint
@@ -72,7 +73,31 @@ def slow_queries() -> list[Query]:
     ]
 
 
-def summary(queries: list[Query] | None = None, *, lost: int = 0, slow: int = 0) -> SlowQuerySummary:
+def slots(**counts: int) -> list[int]:
+    at = [0] * HIST_SLOTS
+    for name, count in counts.items():
+        at[int(name[1:])] = count
+    return at
+
+
+def kernel_classes(untracked: int = 0) -> ClassDigest:
+    """Every statement of the window by class, as the kernel counts them: 1,200 in three
+    classes, the orders class in two kernel classes that share its fingerprint."""
+    classes = ClassDigest(untracked=untracked, seconds=60.0)
+    classes.add(ORDERS, "SELECT * FROM orders WHERE id = 1", "shop", calls=700, total_ns=4_200_000,
+                max_ns=7_900, errors=0, slow_calls=0, slots=slots(s3=700))
+    classes.add(ORDERS, "select * from orders where id = 2", "shop", calls=300, total_ns=9_600_000,
+                max_ns=900_000, errors=0, slow_calls=2, slots=slots(s5=297, s10=3))
+    classes.add(STOCK, "UPDATE stock SET n = n - 1 WHERE item = 'anvil'", "billing", calls=199,
+                total_ns=3_200_000, max_ns=1_000_000, errors=1, slow_calls=1,
+                slots=slots(s4=198, s10=1))
+    classes.add(SLEEP, "SELECT pg_sleep(0.0007)", "shop", calls=1, total_ns=700_000, max_ns=700_000,
+                errors=0, slow_calls=1, slots=slots(s10=1))
+    return classes
+
+
+def summary(queries: list[Query] | None = None, *, lost: int = 0, slow: int = 0,
+            classes: ClassDigest | None = None) -> SlowQuerySummary:
     digest = QueryDigest()
     for each in slow_queries() if queries is None else queries:
         digest.add(each)
@@ -80,7 +105,7 @@ def summary(queries: list[Query] | None = None, *, lost: int = 0, slow: int = 0)
         started=WINDOW_START, ended=WINDOW_END, threshold_ms=0.5,
         kernel=KernelTotals(queries=1_200, query_ns=24_000_000, emitted=4 + lost, lost=lost, slow=slow),
         histogram=histogram(simple={3: 700, 5: 297, 10: 3}, extended={4: 199, 10: 1}),
-        digest=digest,
+        digest=digest, classes=kernel_classes() if classes is None else classes,
     )
 
 
@@ -159,18 +184,24 @@ def test_live_line_small_duration_and_long_pid() -> None:
 
 OVERALL = [
     "# Slow-query digest, 22:13:20 to 22:14:20 (60.0 s)",
-    "# 1,200 statements seen in the kernel (20.0/s, mean 0.020 ms; simple 1,000, extended 200)",
+    "# 1,200 statements seen in the kernel (20.0/s, mean 0.020 ms; simple 1,000, extended 200)"
+    " in 3 classes",
 ]
 # tabulate's "simple" table: numbers right-aligned, and a numeric column is two characters
-# wider than its header; the query text replaces a placeholder in the last column.
+# wider than its header; the query text goes on the line under its numbers.
 TABLE_HEADER = (
-    "  Rank  Query ID            Total ms     %    Calls    Mean ms    p95 ms    Max ms    Err")
+    "  Rank  Query ID            Total ms     %    Calls    Mean ms    p50 ms    p95 ms"
+    "    p99 ms    Max ms    Err    Slow")
 TABLE_RULE = (
-    "------  ----------------  ----------  ----  -------  ---------  --------  --------  -----")
+    "------  ----------------  ----------  ----  -------  ---------  --------  --------"
+    "  --------  --------  -----  ------")
 ROWS = [
-    "     1  5f1e9c2b7a3d4e60         1.5  46.9        2       0.75      0.90      0.90      0",
-    "     2  c4d3b2a190817263         1.0  31.2        1       1.00      1.00      1.00      1",
-    "     3  7e6f5a4b3c2d1e0f         0.7  21.9        1       0.70      0.70      0.70      0",
+    "     1  5f1e9c2b7a3d4e60        13.8  78.0    1,000      0.014     0.007     0.029"
+    "     0.032     0.900      0       2",
+    "     2  c4d3b2a190817263         3.2  18.1      199      0.016     0.012     0.016"
+    "     0.016     1.000      1       1",
+    "     3  7e6f5a4b3c2d1e0f         0.7   4.0        1      0.700     0.700     0.700"
+    "     0.700     0.700      0       1",
 ]
 QUERY_INDENT = " " * 8  # each class's query goes on the line under its numbers
 HISTOGRAM = [
@@ -190,9 +221,9 @@ HISTOGRAM = [
 def test_digest_text_without_a_width() -> None:
     assert digest_text(summary(), width=None).split("\n") == [
         *OVERALL,
-        "# 4 at or over 0.5 ms in 3 classes; 0 events lost",
+        "# 4 at or over 0.5 ms; 0 events lost",
         "",
-        "Queries at or over 0.5 ms, by total time:",
+        "Statements by total time (every statement, counted in the kernel):",
         TABLE_HEADER,
         TABLE_RULE,
         ROWS[0],
@@ -207,54 +238,59 @@ def test_digest_text_without_a_width() -> None:
 
 
 def test_digest_text_at_80_columns() -> None:
-    # At 80 columns the numbers are cut inside "Max ms"; the queries under them stay readable.
-    assert digest_text(summary(), width=80).split("\n") == [
-        *OVERALL,
-        "# 4 at or over 0.5 ms in 3 classes; 0 events lost",
-        "",
-        "Queries at or over 0.5 ms, by total time:",
-        "  Rank  Query ID            Total ms     %    Calls    Mean ms    p95 ms    Max…",
-        "------  ----------------  ----------  ----  -------  ---------  --------  -----…",
-        "     1  5f1e9c2b7a3d4e60         1.5  46.9        2       0.75      0.90      0…",
+    # At 80 columns the numbers are cut inside "p95 ms"; the queries under them stay readable.
+    lines = digest_text(summary(), width=80).split("\n")
+    assert lines[5:12] == [
+        TABLE_HEADER[:79] + "…",
+        TABLE_RULE[:79] + "…",
+        ROWS[0][:79] + "…",
         QUERY_INDENT + ORDERS.text,
-        "     2  c4d3b2a190817263         1.0  31.2        1       1.00      1.00      1…",
+        ROWS[1][:79] + "…",
         QUERY_INDENT + STOCK.text,
-        "     3  7e6f5a4b3c2d1e0f         0.7  21.9        1       0.70      0.70      0…",
-        QUERY_INDENT + SLEEP.text,
-        "",
-        *HISTOGRAM,
+        ROWS[2][:79] + "…",
     ]
+    assert all(len(line) <= 80 for line in lines[4:])
 
 
-def test_digest_at_80_columns_shows_the_start_of_each_query() -> None:
-    rows = digest_text(summary(), width=80).split("\n")[7:13]
-    assert [row.split()[0] for row in rows[0::2]] == ["1", "2", "3"]
-    assert all("SELECT" in row or "UPDATE" in row for row in rows[1::2]), rows
+def test_digest_with_literals_shows_each_class_by_its_first_text() -> None:
+    lines = digest_text(summary(), width=None, show_literals=True).split("\n")
+    assert lines[8] == QUERY_INDENT + "SELECT * FROM orders WHERE id = 1"
+    assert lines[10] == QUERY_INDENT + "UPDATE stock SET n = n - 1 WHERE item = 'anvil'"
+    assert "anvil" not in digest_text(summary(), width=None)
 
 
 def test_digest_warns_about_lost_events() -> None:
     lines = digest_text(summary(lost=17), width=None).split("\n")
     assert lines[:5] == [
         *OVERALL,
-        "# 4 at or over 0.5 ms in 3 classes; 17 events lost",
+        "# 4 at or over 0.5 ms; 17 events lost",
         "# WARNING: the ring buffer overflowed: raise --threshold to see every slow query",
         "",
     ]
 
 
+def test_digest_says_how_many_statements_the_full_class_table_left_out() -> None:
+    lines = digest_text(summary(classes=kernel_classes(untracked=42)), width=None).split("\n")
+    assert lines[3] == "# 42 statements not tracked by class: the kernel's class table was full"
+    record = json.loads(summary_json(summary(classes=kernel_classes(untracked=42)),
+                                     show_literals=False))
+    assert record["untracked"] == 42
+
+
 def test_digest_counts_the_slow_statements_whose_events_were_lost() -> None:
     lines = digest_text(summary(lost=17, slow=21), width=None).split("\n")
-    assert lines[2] == "# 21 at or over 0.5 ms (4 reached user space) in 3 classes; 17 events lost"
+    assert lines[2] == "# 21 at or over 0.5 ms (4 reached user space); 17 events lost"
     record = json.loads(summary_json(summary(lost=17, slow=21), show_literals=False))
     assert (record["slow"], record["slow_reported"]) == (21, 4)
 
 
-def test_digest_without_slow_queries() -> None:
-    assert digest_text(summary([]), width=None).split("\n") == [
-        *OVERALL,
-        "# 0 at or over 0.5 ms in 0 classes; 0 events lost",
+def test_digest_without_statements() -> None:
+    assert digest_text(summary([], classes=ClassDigest()), width=None).split("\n") == [
+        OVERALL[0],
+        OVERALL[1].replace("in 3 classes", "in 0 classes"),
+        "# 0 at or over 0.5 ms; 0 events lost",
         "",
-        "No query at or over 0.5 ms.",
+        "No statement completed.",
         "",
         *HISTOGRAM,
     ]
@@ -265,7 +301,7 @@ def test_digest_top_cuts_the_table() -> None:
     table_end = lines.index("")  # after the overall lines
     table = lines[table_end + 1:lines.index("", table_end + 1)]
     assert table == [
-        "Queries at or over 0.5 ms, by total time:",
+        "Statements by total time (every statement, counted in the kernel):",
         TABLE_HEADER,
         TABLE_RULE,
         ROWS[0],
@@ -279,13 +315,13 @@ def test_digest_top_cuts_the_table() -> None:
 def test_digest_of_an_idle_window() -> None:
     idle = SlowQuerySummary(started=WINDOW_START, ended=WINDOW_START, threshold_ms=100.0,
                             kernel=KernelTotals(), histogram=LatencyHistogram.empty(),
-                            digest=QueryDigest())
+                            digest=QueryDigest(), classes=ClassDigest())
     assert digest_text(idle, width=80).split("\n") == [
         "# Slow-query digest, 22:13:20 to 22:13:20 (0.0 s)",
-        "# 0 statements seen in the kernel (0.0/s, mean 0.000 ms)",
-        "# 0 at or over 100 ms in 0 classes; 0 events lost",
+        "# 0 statements seen in the kernel (0.0/s, mean 0.000 ms) in 0 classes",
+        "# 0 at or over 100 ms; 0 events lost",
         "",
-        "No query at or over 100 ms.",
+        "No statement completed.",
         "",
         "Latency of all statements (kernel histogram):",
         "  (no statements)",
@@ -382,7 +418,8 @@ def test_summary_json_fields_and_types() -> None:
     assert {name: type(value) for name, value in record.items()} == {
         "event": str, "start": str, "end": str, "seconds": float, "threshold_ms": float,
         "statements": int, "statements_by_protocol": dict, "statement_time_ms": float,
-        "slow": int, "slow_reported": int, "lost_events": int, "classes": list, "histogram_us": list,
+        "slow": int, "slow_reported": int, "lost_events": int, "untracked": int, "classes": list,
+        "histogram_us": list,
     }
     assert (record["event"], record["start"], record["end"]) == (
         "summary", "2023-11-14T22:13:20.000000Z", "2023-11-14T22:14:20.000000Z")
@@ -394,22 +431,26 @@ def test_summary_json_fields_and_types() -> None:
         {"low": 16, "high": 32, "count": 297}, {"low": 512, "high": 1024, "count": 4},
     ]
     assert [c["fingerprint"] for c in record["classes"]] == [ORDERS.id, STOCK.id, SLEEP.id]
-    assert record["classes"][0] == {
-        "rank": 1, "fingerprint": ORDERS.id, "query": ORDERS.text, "calls": 2, "total_ms": 1.5,
-        "share": 0.4688, "mean_ms": 0.75, "p95_ms": 0.9, "max_ms": 0.9, "min_ms": 0.6,
-        "errors": 0, "databases": {"shop": 2},
+    orders = record["classes"][0]
+    assert {name: orders[name] for name in orders if name != "histogram_us"} == {
+        "rank": 1, "fingerprint": ORDERS.id, "query": ORDERS.text, "database": "shop",
+        "calls": 1000, "total_ms": 13.8, "share": 0.7797, "mean_ms": 0.014, "p50_ms": 0.007,
+        "p95_ms": 0.029, "p99_ms": 0.032, "max_ms": 0.9, "errors": 0, "slow_calls": 2,
     }
+    assert orders["histogram_us"] == [{"low": 4, "high": 8, "count": 700},
+                                      {"low": 16, "high": 32, "count": 297},
+                                      {"low": 512, "high": 1024, "count": 3}]
     stock = record["classes"][1]
-    assert (stock["errors"], stock["databases"]) == (1, {"billing": 1})
+    assert (stock["errors"], stock["database"], stock["slow_calls"]) == (1, "billing", 1)
 
 
-def test_summary_json_worst_sample_only_with_literals() -> None:
+def test_summary_json_sample_only_with_literals() -> None:
     hidden = summary_json(summary(), show_literals=False)
     assert "anvil" not in hidden
-    assert all("worst_sample" not in c for c in json.loads(hidden)["classes"])
+    assert all("sample" not in c for c in json.loads(hidden)["classes"])
     shown = json.loads(summary_json(summary(), show_literals=True))
-    assert [c["worst_sample"] for c in shown["classes"]] == [
-        "select * from orders where id = 2",
+    assert [c["sample"] for c in shown["classes"]] == [
+        "SELECT * FROM orders WHERE id = 1",
         "UPDATE stock SET n = n - 1 WHERE item = 'anvil'",
         "SELECT pg_sleep(0.0007)",
     ]
