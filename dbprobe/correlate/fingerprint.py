@@ -46,7 +46,7 @@ def fingerprint(sql: str, *, double_quoted_strings: bool = False) -> Fingerprint
         return _fingerprint(sql, double_quoted_strings)
     if _shape_unsafe(sql):
         return _cached_fingerprint(sql, double_quoted_strings)
-    shape = (_SHAPE_LITERALS.sub("\0", sql), double_quoted_strings)
+    shape = (_SHAPE_NUMBERS.sub("\1", _SHAPE_STRINGS.sub("\0", sql)), double_quoted_strings)
     found = _by_shape.get(shape)
     if found is None:
         if len(_by_shape) >= _SHAPE_CACHE_SIZE:
@@ -88,7 +88,10 @@ def _shape_unsafe(sql: str) -> bool:
             or ("$" in sql and _SHAPE_UNSAFE_DOLLAR.search(sql) is not None))
 
 
-_SHAPE_LITERALS = re.compile(r"'[^']*'|\b\d+\b")
+# Strings and numbers are blanked apart: a sign before a number is part of it, and digits
+# next to a dot lex as one decimal or not depending on what the other side of the dot is.
+_SHAPE_STRINGS = re.compile(r"'[^']*'")
+_SHAPE_NUMBERS = re.compile(r"\b\d+\b")
 _SHAPE_CACHE_SIZE = 8192
 _by_shape: dict[tuple[str, bool], Fingerprint] = {}
 

@@ -125,17 +125,17 @@ def _between(state: int, cls: int, ncls: int, dq_strings: bool) -> Entry:
     if cls == C_DIGIT:
         if state == WORD or state == DOT or ncls == N_WORDLIKE:
             return Entry(WORD, USE_BYTE, spaced)  # in a word, or a run that is one
-        if ncls in (N_DIGIT, N_SAME, N_DOT):
-            return Entry(NUM_SPACED if spaced else NUM, USE_BYTE, save=True)
+        if ncls in (N_DIGIT, N_SAME, N_DOT):  # the gap is mixed too, in case it is no number
+            return Entry(NUM_SPACED if spaced else NUM, USE_BYTE, spaced, save=True)
         return Entry(SEP, spaced=spaced, symbol=SYM_NUMBER)  # one digit, alone
     if cls == C_DOLLAR:
         if state == WORD:
             return Entry(WORD, USE_BYTE)
         if numbers and ncls == N_DIGIT:
             return Entry(PARAM, spaced=spaced, symbol=SYM_LITERAL)
-        return Entry(RAW, USE_BYTE, symbol=SYM_RAW)  # a $tag$ or $$ string: not followed
+        return Entry(RAW, USE_BYTE, spaced, symbol=SYM_RAW)  # a $tag$ or $$ string: not followed
     if cls == C_HIGH:
-        return Entry(RAW, USE_BYTE, symbol=SYM_RAW)
+        return Entry(RAW, USE_BYTE, spaced, symbol=SYM_RAW)
     if cls == C_DOT:
         return Entry(DOT, USE_BYTE, spaced)
     if cls == C_SQUOTE:

@@ -133,3 +133,47 @@ def test_every_mariadb_statement_is_counted_as_its_status_counters_count_them(ma
     assert counted_selects + 1 >= selects >= 1500
     assert (summary["lost_events"], summary["untracked"]) == (0, 0)
     assert "shop.t WHERE a = 7" not in finished.stdout
+
+
+# Statements that take the scanner through each of its states, sent to a real server: the
+# class the kernel computed for each must be the model's (dbprobe.kernel.classhash).
+SCANNER_CORPUS = [
+    "select 1", "SELECT  abalance FROM pgbench_accounts WHERE aid = 42", "select 1.5, .5, 1e5, 0x1f",
+    "select 'it''s', e'a\\'b', 'x' 'y'", 'select "Mixed""Case" from (select 1 as "Mixed""Case") s',
+    "select $$dollar 'quoted' $$", "select $tag$tagged$tag$", "select 1 -- a comment",
+    "select /* a /* nested */ comment */ 2", "select 'é', 'ü' as \"naïve\"", "select 12abc",
+    "select x1 from (select 1 as x1) t", "select\t1\n,\r2", "select 'unterminated",
+    "select 1 where 1 in (1, 2, 3)", "select * from pg_class where relname = $x$pg_class$x$",
+    "select ?", "select 1::int8, -2, +3", "select 'a' || 'b'", "select 1./* c */2",
+]
+
+
+def test_the_kernel_computes_each_class_as_the_model_does(pg_server, require_root_bpf):
+    from dbprobe.kernel.classhash import class_hash
+    from dbprobe.kernel.records import RawClassSample
+    from dbprobe.kernel.trace import Trace, TraceRequest
+
+    request = TraceRequest(families=("query",), databases=("postgresql",), pid=pg_server.pid,
+                           thresholds_ns={"query": 10**12})
+    samples: dict[tuple[int, int, int], bytes] = {}
+    with Trace.open(request) as trace:
+        trace.on(RawClassSample, lambda raw: samples.setdefault(
+            (raw.server, raw.database_oid, raw.hash), raw.text))
+        with pg_server.connect(autocommit=True) as session:
+            for statement in SCANNER_CORPUS:
+                try:
+                    session.execute(statement)
+                except Exception:
+                    pass  # an error ends a statement too; it is counted in its class
+        trace.collector.drain()
+        counters = trace.collector.class_counters()
+
+    # Each statement's class, as the model computes it, is one the kernel counted; a
+    # statement of a class seen already (select 1 -- a comment) sent no sample of its own.
+    kernel_classes = {key.hash for key in counters.classes}
+    missing = [s for s in SCANNER_CORPUS if class_hash(s.encode()) not in kernel_classes]
+    assert not missing
+    for key in counters.classes:
+        text = samples[(key.server, key.database_oid, key.hash)]
+        assert key.hash == class_hash(text), text
+        assert key.server == pg_server.pid
