@@ -16,6 +16,7 @@
  */
 #include "query.h"
 #include "postgresql.h"
+#include "waits.h"
 
 static __always_inline void pg_query_ended(struct pg_backend *b, u64 end, u8 flags)
 {
@@ -28,6 +29,7 @@ static __always_inline void pg_query_ended(struct pg_backend *b, u64 end, u8 fla
 	b->ev.end_ns = end;
 	b->ev.protocol = protocol;
 	b->ev.flags |= flags;
+	waits_fill(&b->ev);
 	dbp_submit(&b->ev, dbp_event_size(&b->ev));
 }
 

@@ -19,6 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", default=DEFAULT_THRESHOLD,
                         help="report queries at least this long: 50ms, 1s, 250us; "
                              f"a plain number is milliseconds (default {DEFAULT_THRESHOLD})")
+    parser.add_argument("--no-breakdown", dest="breakdown", action="store_false",
+                        help="leave out where each slow statement's time went (CPU, I/O, "
+                             "locks, wait events), counted in the kernel per thread")
     add_output_options(parser, digest="the digest")
 
 
@@ -26,7 +29,7 @@ def run_command(args: argparse.Namespace) -> int:
     threshold_ns = parse_threshold_ns(args.threshold)
     request = TraceRequest(families=("query",), databases=DATABASES, pid=args.pid,
                            binary=args.binary, thresholds_ns={"query": threshold_ns},
-                           ringbuf_bytes=args.ring_buffer)
+                           ringbuf_bytes=args.ring_buffer, breakdown=args.breakdown)
     trace_reports([SlowQueryReport(output_from_args(args), threshold_ns)], request,
                   duration_s=args.duration, interval_s=args.interval)
     return 0

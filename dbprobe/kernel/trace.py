@@ -33,6 +33,8 @@ class TraceRequest:
     binary: str | None = None
     thresholds_ns: Mapping[str, int] = field(default_factory=dict)  # by family
     ringbuf_bytes: int = DEFAULT_RINGBUF_BYTES  # the kernel's buffer of records for user space
+    breakdown: bool = False  # where each slow statement's time went (CPU, I/O, waits)
+    wait_profile: bool = False  # every traced thread's off-CPU time per wait event
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +82,8 @@ class Trace:
     @classmethod
     def _attach_bound(cls, bound: Sequence[BoundTarget], request: TraceRequest) -> "Trace":
         parameters = Parameters(thresholds_ns=request.thresholds_ns, filter_pids=request.pid is not None,
-                                ringbuf_bytes=request.ringbuf_bytes)
+                                ringbuf_bytes=request.ringbuf_bytes, breakdown=request.breakdown,
+                                wait_profile=request.wait_profile)
         program = build_program([plan for entry in bound for plan in entry.plans], parameters)
         attachment = Attachment(program.source, program.cflags)
         try:

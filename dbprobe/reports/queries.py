@@ -23,7 +23,8 @@ class SlowQueryReport:
         self._window: Window[QueryCounters] | None = None
 
     def attach_to(self, trace: Trace) -> None:
-        correlator = Correlator(trace.sources, trace.backends, databases=trace.databases)
+        correlator = Correlator(trace.sources, trace.backends, databases=trace.databases,
+                                versions=trace.versions)
         trace.on(RawQuery, lambda raw: self.on_query(correlator.query(raw)))
         self._window = Window(trace.collector.query_counters, QueryCounters.empty(), trace.started)
 

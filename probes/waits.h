@@ -1,0 +1,292 @@
+/*
+ * waits.h: where a statement's time goes, counted in the kernel per thread.
+ *
+ * A thread is followed once it runs a statement of a traced server (waits_statement_begins
+ * creates its slot, under the pid filter). From then on the scheduler tells when it goes off
+ * CPU and back on:
+ *
+ *   sched_switch, prev side   the thread is still `current`: its CPU span ends, and what it
+ *                             is about to wait for is noted: for PostgreSQL the backend's
+ *                             wait_event_info word, read in its own address space through
+ *                             the pointer my_wait_event_info (into its PGPROC); the task
+ *                             state (runnable: preempted; uninterruptible: disk); whether it
+ *                             is inside a read or write system call
+ *   sched_switch, next side   the off-CPU span ends and its time goes to the class and the
+ *                             wait event noted when it began
+ *   syscalls read/write family   count, bytes and time of the thread's file reads and writes
+ *                             (read, pread64, readv, preadv and the writes; not the *v2 ones,
+ *                             which neither server uses)
+ *                             (sockets are read with recv and written with send by both
+ *                             servers, so these are file I/O)
+ *
+ * A statement's breakdown is reset when it begins (the CPU total is a snapshot then) and
+ * copied into its event when it ends, for slow statements only: on CPU plus each off-CPU
+ * class is the statement's duration. Time on CPU inside a wait event (a read served by the
+ * page cache) is CPU time: a wait event counts the time the thread was off CPU in it, and
+ * how many times it went off CPU in it.
+ *
+ * With DBP_WAITS_PROFILE, every off-CPU span of a followed thread, inside a statement or
+ * not, is also summed per wait event in waits_profile, for the whole-server profile.
+ *
+ * Without DBP_WITH_BREAKDOWN the functions below do nothing and nothing is attached.
+ */
+#ifndef DBPROBE_WAITS_H
+#define DBPROBE_WAITS_H
+
+#include "dbprobe.h"
+
+#define WAITS_TASK_RUNNING 0         /* task states as the sched_switch record gives them */
+#define WAITS_TASK_UNINTERRUPTIBLE 0x2
+#define WAITS_TASK_PREEMPTED 0x100      /* the sched_switch record's "preempted" bit */
+
+#define WAITS_IN_READ 1
+#define WAITS_IN_WRITE 2
+
+/* wait_event_info classes (utils/wait_event.h): the top byte */
+#define WAITS_PG_LWLOCK 0x01
+#define WAITS_PG_LOCK 0x03
+#define WAITS_PG_CLIENT 0x06
+#define WAITS_PG_IO 0x0A
+
+#ifdef DBP_WITH_BREAKDOWN
+
+struct waits_thread {
+	u64 wait_at;                /* PostgreSQL: where the backend's wait_event_info is; 0: none */
+	u64 on_since;               /* when it went on CPU */
+	u64 off_since;              /* when it went off CPU; 0 while it runs */
+	u64 cpu_ns;                 /* on CPU, spans that ended */
+	u64 cpu_at_start;           /* on CPU until its statement began */
+	u64 syscall_since;
+	u32 off_event;              /* wait_event_info as it went off CPU */
+	u8 off_class;               /* enum dbp_off_class */
+	u8 in_syscall;              /* WAITS_IN_READ, WAITS_IN_WRITE, 0 */
+	u8 reserved[2];
+	struct dbp_breakdown statement;   /* since the statement began; cpu_ns filled at its end */
+};
+
+/* An LRU: a thread that exits leaves its slot to be evicted; one that reuses its id is
+ * followed (its spans stay consistent) until then. */
+BPF_TABLE("lru_hash", u32, struct waits_thread, waits_threads, 16384);
+
+struct waits_profile_value {
+	u64 count;
+	u64 ns;
+};
+
+#ifdef DBP_WAITS_PROFILE
+/* Key: the wait_event_info; a span outside any wait event is keyed 0xff000000 | its class. */
+BPF_PERCPU_HASH(waits_profile, u32, struct waits_profile_value, 4096);
+#endif
+
+static __always_inline u32 waits_tid(void)
+{
+	return (u32)bpf_get_current_pid_tgid();
+}
+
+static __always_inline u8 waits_class(u32 event, u32 prev_state, bool preempted, u8 in_syscall)
+{
+	if (preempted)
+		return DBP_OFF_RUNQ;
+	switch (event >> 24) {
+	case WAITS_PG_IO:
+		return DBP_OFF_IO;
+	case WAITS_PG_LOCK:
+		return DBP_OFF_LOCK;
+	case WAITS_PG_LWLOCK:
+		return DBP_OFF_LWLOCK;
+	case WAITS_PG_CLIENT:
+		return DBP_OFF_CLIENT;
+	case 0:
+		return in_syscall || (prev_state & WAITS_TASK_UNINTERRUPTIBLE) ? DBP_OFF_IO : DBP_OFF_OTHER;
+	default:
+		return DBP_OFF_OTHER;
+	}
+}
+
+static __always_inline void waits_count_event(struct dbp_breakdown *b, u32 event, u64 ns)
+{
+	u32 used = b->events;
+#pragma unroll
+	for (int i = 0; i < DBP_WAIT_EVENTS; i++) {
+		if (i < used && b->wait[i].event == event) {
+			b->wait[i].count += 1;
+			b->wait[i].ns += ns;
+			return;
+		}
+	}
+	if (used < DBP_WAIT_EVENTS - 1) {
+		b->wait[used].event = event;
+		b->wait[used].count = 1;
+		b->wait[used].ns = ns;
+		b->events = used + 1;
+		return;
+	}
+	/* The last entry gathers the events that found no place. */
+	b->wait[DBP_WAIT_EVENTS - 1].event = DBP_WAIT_EVENT_MORE;
+	b->wait[DBP_WAIT_EVENTS - 1].count += 1;
+	b->wait[DBP_WAIT_EVENTS - 1].ns += ns;
+	b->events = DBP_WAIT_EVENTS;
+}
+
+static __always_inline void waits_switched_out(struct waits_thread *t, u64 now, u32 prev_state,
+					       bool preempted)
+{
+	u32 event = 0;
+	t->cpu_ns += now - t->on_since;
+	t->off_since = now;
+	if (t->wait_at && !preempted)
+		bpf_probe_read_user(&event, sizeof(event), (void *)t->wait_at);
+	t->off_event = event;
+	t->off_class = waits_class(event, prev_state, preempted, t->in_syscall);
+}
+
+static __always_inline void waits_switched_in(struct waits_thread *t, u64 now)
+{
+	u64 off = t->off_since ? now - t->off_since : 0;
+	u8 klass = t->off_class < DBP_OFF_CLASSES ? t->off_class : DBP_OFF_OTHER;
+	t->on_since = now;
+	if (!t->off_since)
+		return;
+	t->off_since = 0;
+	t->statement.off_ns[klass] += off;
+	if (t->off_event)
+		waits_count_event(&t->statement, t->off_event, off);
+#ifdef DBP_WAITS_PROFILE
+	u32 key = t->off_event ? t->off_event : 0xff000000U | klass;
+	struct waits_profile_value zero = {}, *sum;
+	sum = waits_profile.lookup_or_try_init(&key, &zero);
+	if (sum) {
+		sum->count += 1;
+		sum->ns += off;
+	}
+#endif
+}
+
+/* The tracepoint's own record rather than the raw tracepoint's task_struct pointers: the
+ * kernel headers BCC compiles against need not match the running kernel's layout, while
+ * the record's format is the running kernel's. A prev_state of 0 (WAITS_TASK_RUNNING) is a
+ * preemption; WAITS_TASK_PREEMPTED (the "+" in its format) marks one that found the task set
+ * to sleep. */
+TRACEPOINT_PROBE(sched, sched_switch)
+{
+	u64 now = bpf_ktime_get_ns();
+	u32 tid = waits_tid();      /* prev: still current */
+	struct waits_thread *t = waits_threads.lookup(&tid);
+	if (t) {
+		u32 state = args->prev_state;
+		bool preempted = (state & (WAITS_TASK_PREEMPTED - 1)) == 0 || (state & WAITS_TASK_PREEMPTED);
+		waits_switched_out(t, now, state, preempted);
+	}
+	tid = args->next_pid;
+	if (!tid)
+		return 0;
+	t = waits_threads.lookup(&tid);
+	if (t)
+		waits_switched_in(t, now);
+	return 0;
+}
+
+static __always_inline void waits_syscall_enter(u8 kind)
+{
+	u32 tid = waits_tid();
+	struct waits_thread *t = waits_threads.lookup(&tid);
+	if (!t)
+		return;
+	t->in_syscall = kind;
+	t->syscall_since = bpf_ktime_get_ns();
+}
+
+static __always_inline void waits_syscall_exit(long ret)
+{
+	u32 tid = waits_tid();
+	struct waits_thread *t = waits_threads.lookup(&tid);
+	if (!t || !t->in_syscall)
+		return;
+	u64 took = bpf_ktime_get_ns() - t->syscall_since;
+	u64 bytes = ret > 0 ? ret : 0;
+	if (t->in_syscall == WAITS_IN_READ) {
+		t->statement.reads += 1;
+		t->statement.read_ns += took;
+		t->statement.read_bytes += bytes;
+	} else {
+		t->statement.writes += 1;
+		t->statement.write_ns += took;
+		t->statement.write_bytes += bytes;
+	}
+	t->in_syscall = 0;
+}
+
+#define WAITS_SYSCALL(name, kind)                                  \
+	TRACEPOINT_PROBE(syscalls, sys_enter_##name)               \
+	{                                                          \
+		waits_syscall_enter(kind);                         \
+		return 0;                                          \
+	}                                                          \
+	TRACEPOINT_PROBE(syscalls, sys_exit_##name)                \
+	{                                                          \
+		waits_syscall_exit(args->ret);                     \
+		return 0;                                          \
+	}
+
+WAITS_SYSCALL(read, WAITS_IN_READ)
+WAITS_SYSCALL(pread64, WAITS_IN_READ)
+WAITS_SYSCALL(readv, WAITS_IN_READ)
+WAITS_SYSCALL(preadv, WAITS_IN_READ)
+WAITS_SYSCALL(write, WAITS_IN_WRITE)
+WAITS_SYSCALL(pwrite64, WAITS_IN_WRITE)
+WAITS_SYSCALL(writev, WAITS_IN_WRITE)
+WAITS_SYSCALL(pwritev, WAITS_IN_WRITE)
+
+/* A statement begins on the current thread, which is on CPU: its breakdown starts at 0. */
+static __always_inline void waits_statement_begins(u64 now)
+{
+	u32 tid = waits_tid();
+	struct waits_thread *t = waits_threads.lookup(&tid);
+	const void *fresh;
+	if (!t) {
+		if (!(fresh = dbp_new_slot(sizeof(*t))))
+			return;
+		t = waits_threads.lookup_or_try_init(&tid, fresh);
+		if (!t)
+			return;
+		t->on_since = now;
+	}
+	t->cpu_at_start = t->cpu_ns + (now - t->on_since);
+	__builtin_memset(&t->statement, 0, sizeof(t->statement));
+}
+
+/* PostgreSQL: where the backend keeps its wait_event_info (the value of the global
+ * my_wait_event_info, argument 0), learned once per backend at an activity report. */
+static __always_inline int pg_wait_storage(struct pt_regs *ctx, const struct dbp_args *args, u16 hook)
+{
+	u32 tid = waits_tid();
+	struct waits_thread *t = waits_threads.lookup(&tid);
+	if (t && !t->wait_at)
+		t->wait_at = dbp_arg(args, 0);
+	return 0;
+}
+
+/* The statement of the current thread ended: its breakdown into its event. */
+static __always_inline void waits_fill(struct dbp_query_event *ev)
+{
+	u32 tid = waits_tid();
+	struct waits_thread *t = waits_threads.lookup(&tid);
+	if (!t)
+		return;
+	t->statement.cpu_ns = t->cpu_ns + (bpf_ktime_get_ns() - t->on_since) - t->cpu_at_start;
+	ev->breakdown = t->statement;
+	ev->flags |= DBP_QF_BREAKDOWN;
+}
+
+#else /* !DBP_WITH_BREAKDOWN */
+
+static __always_inline void waits_statement_begins(u64 now) {}
+static __always_inline void waits_fill(struct dbp_query_event *ev) {}
+static __always_inline int pg_wait_storage(struct pt_regs *ctx, const struct dbp_args *args, u16 hook)
+{
+	return 0;
+}
+
+#endif /* DBP_WITH_BREAKDOWN */
+
+#endif /* DBPROBE_WAITS_H */
