@@ -2,31 +2,35 @@
  * waits.h: where a statement's time goes, counted in the kernel per thread.
  *
  * A thread is followed once it runs a statement of a traced server (waits_statement_begins
- * creates its slot, under the pid filter). From then on the scheduler tells when it goes off
- * CPU and back on:
+ * creates its slot, under the pid filter). Its time is cut into spans:
  *
- *   sched_switch, prev side   the thread is still `current`: its CPU span ends, and what it
- *                             is about to wait for is noted: for PostgreSQL the backend's
- *                             wait_event_info word, read in its own address space through
- *                             the pointer my_wait_event_info (into its PGPROC); the task
- *                             state (runnable: preempted; uninterruptible: disk); whether it
- *                             is inside a read or write system call
- *   sched_switch, next side   the off-CPU span ends and its time goes to the class and the
- *                             wait event noted when it began
- *   syscalls read/write family   count, bytes and time of the thread's file reads and writes
- *                             (read, pread64, readv, preadv and the writes; not the *v2 ones,
- *                             which neither server uses)
- *                             (sockets are read with recv and written with send by both
- *                             servers, so these are file I/O)
+ *   on CPU                    from a switch-in (or a file call's return) to a switch-out
+ *                             (or a file call's entry)
+ *   in a file read or write   the whole call, on or off CPU: I/O. The syscall tracepoints of
+ *                             read, pread64, readv, preadv and the writes (not the *v2 ones,
+ *                             which neither server uses; both read and write sockets with
+ *                             recv and send, so these are files). PostgreSQL sets its wait
+ *                             event around each (IO:DataFileRead around a pread), read at
+ *                             the call's entry: the event gets the call's time and a count
+ *   off CPU otherwise         sched_switch: on the prev side the thread is still `current`,
+ *                             and what it waits for is read in its own address space: for
+ *                             PostgreSQL the backend's wait_event_info word, through the
+ *                             pointer in the global my_wait_event_info (into its PGPROC);
+ *                             the task state (runnable: preempted, "runq"; uninterruptible
+ *                             outside any wait event: a page fault reading the disk, "io").
+ *                             On the next side, the span's time goes to that class and event
+ *
+ * (On this project's test machine a read from disk is mostly the kernel's CPU work: the
+ * virtual disk answers before the reader sleeps. Counting only off-CPU time as I/O would
+ * call it CPU.)
  *
  * A statement's breakdown is reset when it begins (the CPU total is a snapshot then) and
  * copied into its event when it ends, for slow statements only: on CPU plus each off-CPU
- * class is the statement's duration. Time on CPU inside a wait event (a read served by the
- * page cache) is CPU time: a wait event counts the time the thread was off CPU in it, and
- * how many times it went off CPU in it.
+ * class is the statement's duration.
  *
- * With DBP_WAITS_PROFILE, every off-CPU span of a followed thread, inside a statement or
- * not, is also summed per wait event in waits_profile, for the whole-server profile.
+ * With DBP_WAITS_PROFILE, every span off CPU or in a file call of a followed thread, inside
+ * a statement or not, is also summed per wait event in waits_profile, for the whole-server
+ * profile.
  *
  * Without DBP_WITH_BREAKDOWN the functions below do nothing and nothing is attached.
  */
@@ -57,10 +61,11 @@ struct waits_thread {
 	u64 cpu_ns;                 /* on CPU, spans that ended */
 	u64 cpu_at_start;           /* on CPU until its statement began */
 	u64 syscall_since;
+	u32 syscall_event;          /* wait_event_info as the read or write began */
 	u32 off_event;              /* wait_event_info as it went off CPU */
 	u8 off_class;               /* enum dbp_off_class */
 	u8 in_syscall;              /* WAITS_IN_READ, WAITS_IN_WRITE, 0 */
-	u8 reserved[2];
+	u8 reserved[6];
 	struct dbp_breakdown statement;   /* since the statement began; cpu_ns filled at its end */
 };
 
@@ -78,12 +83,13 @@ struct waits_profile_value {
 BPF_PERCPU_HASH(waits_profile, u32, struct waits_profile_value, 4096);
 #endif
 
+
 static __always_inline u32 waits_tid(void)
 {
 	return (u32)bpf_get_current_pid_tgid();
 }
 
-static __always_inline u8 waits_class(u32 event, u32 prev_state, bool preempted, u8 in_syscall)
+static __always_inline u8 waits_class(u32 event, u32 prev_state, bool preempted)
 {
 	if (preempted)
 		return DBP_OFF_RUNQ;
@@ -97,7 +103,8 @@ static __always_inline u8 waits_class(u32 event, u32 prev_state, bool preempted,
 	case WAITS_PG_CLIENT:
 		return DBP_OFF_CLIENT;
 	case 0:
-		return in_syscall || (prev_state & WAITS_TASK_UNINTERRUPTIBLE) ? DBP_OFF_IO : DBP_OFF_OTHER;
+		/* uninterruptible outside any wait event: a page fault reading from disk */
+		return prev_state & WAITS_TASK_UNINTERRUPTIBLE ? DBP_OFF_IO : DBP_OFF_OTHER;
 	default:
 		return DBP_OFF_OTHER;
 	}
@@ -128,16 +135,32 @@ static __always_inline void waits_count_event(struct dbp_breakdown *b, u32 event
 	b->events = DBP_WAIT_EVENTS;
 }
 
+static __always_inline void waits_profile_add(u32 key, u64 ns)
+{
+#ifdef DBP_WAITS_PROFILE
+	struct waits_profile_value zero = {}, *sum;
+	sum = waits_profile.lookup_or_try_init(&key, &zero);
+	if (sum) {
+		sum->count += 1;
+		sum->ns += ns;
+	}
+#endif
+}
+
+/* Inside a file read or write the CPU span is already closed (waits_syscall_enter), and the
+ * whole call, on or off CPU, is counted when it returns. */
 static __always_inline void waits_switched_out(struct waits_thread *t, u64 now, u32 prev_state,
 					       bool preempted)
 {
 	u32 event = 0;
-	t->cpu_ns += now - t->on_since;
 	t->off_since = now;
+	if (t->in_syscall)
+		return;
+	t->cpu_ns += now - t->on_since;
 	if (t->wait_at && !preempted)
 		bpf_probe_read_user(&event, sizeof(event), (void *)t->wait_at);
 	t->off_event = event;
-	t->off_class = waits_class(event, prev_state, preempted, t->in_syscall);
+	t->off_class = waits_class(event, prev_state, preempted);
 }
 
 static __always_inline void waits_switched_in(struct waits_thread *t, u64 now)
@@ -148,18 +171,12 @@ static __always_inline void waits_switched_in(struct waits_thread *t, u64 now)
 	if (!t->off_since)
 		return;
 	t->off_since = 0;
+	if (t->in_syscall)
+		return;
 	t->statement.off_ns[klass] += off;
 	if (t->off_event)
 		waits_count_event(&t->statement, t->off_event, off);
-#ifdef DBP_WAITS_PROFILE
-	u32 key = t->off_event ? t->off_event : 0xff000000U | klass;
-	struct waits_profile_value zero = {}, *sum;
-	sum = waits_profile.lookup_or_try_init(&key, &zero);
-	if (sum) {
-		sum->count += 1;
-		sum->ns += off;
-	}
-#endif
+	waits_profile_add(t->off_event ? t->off_event : 0xff000000U | klass, off);
 }
 
 /* The tracepoint's own record rather than the raw tracepoint's task_struct pointers: the
@@ -186,14 +203,22 @@ TRACEPOINT_PROBE(sched, sched_switch)
 	return 0;
 }
 
+/* A file read or write begins: the CPU span ends, and the call's whole time is I/O, in the
+ * wait event the server set for it (PostgreSQL sets IO:DataFileRead around a pread). */
 static __always_inline void waits_syscall_enter(u8 kind)
 {
 	u32 tid = waits_tid();
 	struct waits_thread *t = waits_threads.lookup(&tid);
+	u32 event = 0;
 	if (!t)
 		return;
+	u64 now = bpf_ktime_get_ns();
+	t->cpu_ns += now - t->on_since;
 	t->in_syscall = kind;
-	t->syscall_since = bpf_ktime_get_ns();
+	t->syscall_since = now;
+	if (t->wait_at)
+		bpf_probe_read_user(&event, sizeof(event), (void *)t->wait_at);
+	t->syscall_event = event;
 }
 
 static __always_inline void waits_syscall_exit(long ret)
@@ -202,7 +227,8 @@ static __always_inline void waits_syscall_exit(long ret)
 	struct waits_thread *t = waits_threads.lookup(&tid);
 	if (!t || !t->in_syscall)
 		return;
-	u64 took = bpf_ktime_get_ns() - t->syscall_since;
+	u64 now = bpf_ktime_get_ns();
+	u64 took = now - t->syscall_since;
 	u64 bytes = ret > 0 ? ret : 0;
 	if (t->in_syscall == WAITS_IN_READ) {
 		t->statement.reads += 1;
@@ -213,7 +239,12 @@ static __always_inline void waits_syscall_exit(long ret)
 		t->statement.write_ns += took;
 		t->statement.write_bytes += bytes;
 	}
+	t->statement.off_ns[DBP_OFF_IO] += took;
+	if (t->syscall_event)
+		waits_count_event(&t->statement, t->syscall_event, took);
+	waits_profile_add(t->syscall_event ? t->syscall_event : 0xff000000U | DBP_OFF_IO, took);
 	t->in_syscall = 0;
+	t->on_since = now;
 }
 
 #define WAITS_SYSCALL(name, kind)                                  \
