@@ -19,9 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", default=DEFAULT_THRESHOLD,
                         help="report queries at least this long: 50ms, 1s, 250us; "
                              f"a plain number is milliseconds (default {DEFAULT_THRESHOLD})")
-    parser.add_argument("--no-breakdown", dest="breakdown", action="store_false",
-                        help="leave out where each slow statement's time went (CPU, I/O, "
-                             "locks, wait events), counted in the kernel per thread")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="add where each slow statement's time went: CPU, I/O, locks, "
+                             "LWLocks, client, wait events (counted in the kernel per thread, "
+                             "at some 1.5 us of CPU per statement: see README)")
     add_output_options(parser, digest="the digest")
 
 

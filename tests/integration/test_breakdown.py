@@ -24,8 +24,9 @@ def server(require_root_bpf, pg_server):
     return pg_server
 
 
-def _trace(server, *extra: str) -> DbprobeRun:
-    run = DbprobeRun(["slow", "--json", "--threshold", "50ms", "-p", str(server.pid), *extra])
+def _trace(server, *options: str) -> DbprobeRun:
+    options = options or ("--breakdown",)
+    run = DbprobeRun(["slow", "--json", "--threshold", "50ms", "-p", str(server.pid), *options])
     run.wait_attached()
     return run
 
@@ -156,7 +157,28 @@ def _relation_size(server, table: str) -> int:
 
 
 def test_without_the_breakdown_the_events_have_none(server):
-    run = _trace(server, "--no-breakdown")
+    run = _trace(server, "--threshold", "50ms")
     server.psql("select pg_sleep(0.1);")
     query = _one(_queries(run), "select pg_sleep(?)")
     assert "cpu_ms" not in query and "waits" not in query
+
+
+def test_the_wait_profile_sums_every_backend_and_each_class(server):
+    run = DbprobeRun(["waits", "--json", "-p", str(server.pid)])
+    run.wait_attached()
+    with server.connect() as session:
+        for _ in range(2):
+            session.execute("select pg_sleep(0.3)")
+            time.sleep(0.2)  # idle: the backend waits for its client
+    time.sleep(0.3)
+    finished = run.stop(signal.SIGTERM)
+    assert finished.returncode == 0, finished.stderr
+    summary = finished.events("summary")[-1]
+    waits = {wait["event"]: wait for wait in summary["waits"]}
+    assert waits["Timeout:PgSleep"]["count"] >= 2
+    assert waits["Timeout:PgSleep"]["ms"] == pytest.approx(600, abs=60)
+    assert waits["Client:ClientRead"]["ms"] >= 0.9 * 200  # the idle time between the two
+    (sleeps,) = [item for item in summary["classes"] if item["query"] == "select pg_sleep(?)"]
+    assert sleeps["calls"] == 2
+    assert sleeps["other_ms"] == pytest.approx(600, abs=60)
+    assert sleeps["waits"][0]["event"] == "Timeout:PgSleep"
