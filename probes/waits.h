@@ -41,7 +41,7 @@
 
 #define WAITS_TASK_RUNNING 0         /* task states as the sched_switch record gives them */
 #define WAITS_TASK_UNINTERRUPTIBLE 0x2
-#define WAITS_TASK_PREEMPTED 0x100      /* the sched_switch record's "preempted" bit */
+#define WAITS_TASK_PREEMPTED 0x100   /* the sched_switch record's "preempted" bit */
 
 #define WAITS_IN_READ 1
 #define WAITS_IN_WRITE 2
@@ -179,29 +179,50 @@ static __always_inline void waits_switched_in(struct waits_thread *t, u64 now)
 	waits_profile_add(t->off_event ? t->off_event : 0xff000000U | klass, off);
 }
 
-/* The tracepoint's own record rather than the raw tracepoint's task_struct pointers: the
- * kernel headers BCC compiles against need not match the running kernel's layout, while
- * the record's format is the running kernel's. A prev_state of 0 (WAITS_TASK_RUNNING) is a
- * preemption; WAITS_TASK_PREEMPTED (the "+" in its format) marks one that found the task set
- * to sleep. */
-TRACEPOINT_PROBE(sched, sched_switch)
+static __always_inline void waits_switch(u64 now, u32 prev_state, bool preempted, u32 next_tid)
 {
-	u64 now = bpf_ktime_get_ns();
 	u32 tid = waits_tid();      /* prev: still current */
 	struct waits_thread *t = waits_threads.lookup(&tid);
-	if (t) {
-		u32 state = args->prev_state;
-		bool preempted = (state & (WAITS_TASK_PREEMPTED - 1)) == 0 || (state & WAITS_TASK_PREEMPTED);
-		waits_switched_out(t, now, state, preempted);
-	}
-	tid = args->next_pid;
-	if (!tid)
-		return 0;
-	t = waits_threads.lookup(&tid);
+	if (t)
+		waits_switched_out(t, now, prev_state, preempted);
+	if (!next_tid)
+		return;
+	t = waits_threads.lookup(&next_tid);
 	if (t)
 		waits_switched_in(t, now);
+}
+
+#ifdef WAITS_TASK_PID_OFFSET
+/*
+ * The raw tracepoint: TP_PROTO(bool preempt, struct task_struct *prev, struct task_struct
+ * *next, unsigned int prev_state). The next task's pid is read at its offset in the running
+ * kernel's task_struct, which user space takes from the kernel's BTF (the headers BCC
+ * compiles against need not be the running kernel's). A raw tracepoint's program is never
+ * skipped because another BPF program runs on the CPU, as a perf tracepoint's is (a uprobe
+ * program preempted there): a switch missed would merge an off-CPU span into a CPU one.
+ */
+RAW_TRACEPOINT_PROBE(sched_switch)
+{
+	u32 next_tid = 0;
+	bpf_probe_read_kernel(&next_tid, sizeof(next_tid),
+			      (void *)(ctx->args[2] + WAITS_TASK_PID_OFFSET));
+	u32 state = (u32)ctx->args[3];
+	waits_switch(bpf_ktime_get_ns(), state, ctx->args[0] || state == WAITS_TASK_RUNNING,
+		     next_tid);
 	return 0;
 }
+#else
+/* The tracepoint's record, whose format is the running kernel's. Its prev_state is 0
+ * (WAITS_TASK_RUNNING) for a task still runnable, and WAITS_TASK_PREEMPTED for one that
+ * was preempted. */
+TRACEPOINT_PROBE(sched, sched_switch)
+{
+	u32 state = args->prev_state;
+	bool preempted = (state & (WAITS_TASK_PREEMPTED - 1)) == 0 || (state & WAITS_TASK_PREEMPTED);
+	waits_switch(bpf_ktime_get_ns(), state, preempted, args->next_pid);
+	return 0;
+}
+#endif
 
 /* A file read or write begins: the CPU span ends, and the call's whole time is I/O, in the
  * wait event the server set for it (PostgreSQL sets IO:DataFileRead around a pread). */

@@ -15,7 +15,7 @@ from dbprobe.binary.elf import ElfBinary
 from dbprobe.discover.backends import BackendDirectory, DatabaseNames
 from dbprobe.discover.targets import Target, choose_targets
 from dbprobe.errors import DbprobeError
-from dbprobe.kernel import preflight
+from dbprobe.kernel import btf, preflight
 from dbprobe.kernel.attach import Attachment
 from dbprobe.kernel.maps import Collector
 from dbprobe.kernel.program import DEFAULT_RINGBUF_BYTES, Parameters, TraceProgram, build_program
@@ -83,7 +83,8 @@ class Trace:
     def _attach_bound(cls, bound: Sequence[BoundTarget], request: TraceRequest) -> "Trace":
         parameters = Parameters(thresholds_ns=request.thresholds_ns, filter_pids=request.pid is not None,
                                 ringbuf_bytes=request.ringbuf_bytes, breakdown=request.breakdown,
-                                wait_profile=request.wait_profile)
+                                wait_profile=request.wait_profile,
+                                task_pid_offset=_task_pid_offset(request))
         program = build_program([plan for entry in bound for plan in entry.plans], parameters)
         attachment = Attachment(program.source, program.cflags)
         try:
@@ -163,6 +164,13 @@ def _bind(target: Target, families: Sequence[str]) -> BoundTarget:
     plans = tuple(require_plan(plan_family(recipe, family, binary, target.version), target.db)
                   for family in families)
     return BoundTarget(target, binary, plans)
+
+
+def _task_pid_offset(request: TraceRequest) -> int | None:
+    """Where the running kernel keeps a task's pid: the breakdown's scheduler probe reads it."""
+    if not (request.breakdown or request.wait_profile):
+        return None
+    return btf.member_offset("task_struct", "pid")
 
 
 def _seed_traced_pids(attachment: Attachment, target: Target) -> None:

@@ -4,6 +4,7 @@ JSON, and the wait-event profile's digest."""
 from __future__ import annotations
 
 import json
+import struct
 
 import pytest
 
@@ -12,6 +13,7 @@ from dbprobe.correlate.statements import time_breakdown
 from dbprobe.digest.waits import ClassWaitDigest, EventTime, WaitProfile, ranked
 from dbprobe.engines.postgresql import wait_events
 from dbprobe.engines.registry import engine_for
+from dbprobe.kernel import btf
 from dbprobe.kernel.records import (QF_BREAKDOWN, WAIT_EVENT_MORE, Breakdown, RawQuery,
                                     decode_query, encode_query)
 from dbprobe.model import Query, TimeBreakdown, WaitTime
@@ -143,3 +145,19 @@ def test_the_profile_sums_classes_and_names_spans_outside_events() -> None:
     summary = json.loads(render_waits.summary_json(profile))
     assert summary["waits"][0] == {"event": "IO:DataFileRead", "count": 6, "ms": 4.0}
     assert summary["classes"][0]["calls"] == 2 and summary["total_ms"] == 5.0
+
+
+def _btf(*types: bytes, strings: bytes) -> bytes:
+    body = b"".join(types)
+    return struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(body), len(body), len(strings)) + body + strings
+
+
+def test_a_struct_members_offset_is_read_from_btf() -> None:
+    strings = b"\0int\0task_struct\0state\0pid\0"
+    int_type = struct.pack("<III", 1, 1 << 24, 4) + struct.pack("<I", 32)  # INT, then its 4 bytes
+    task = struct.pack("<III", 5, (4 << 24) | 2, 16) + struct.pack("<III", 17, 1, 0) + struct.pack(
+        "<III", 23, 1, 96)  # STRUCT of two members: state at bit 0, pid at bit 96
+    data = _btf(int_type, task, strings=strings)
+    assert btf._member_offset(data, "task_struct", "pid") == 12
+    assert btf._member_offset(data, "task_struct", "tgid") is None
+    assert btf._member_offset(b"\0" * 24, "task_struct", "pid") is None  # not BTF
