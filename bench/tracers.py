@@ -233,6 +233,7 @@ _ATTACHERS: dict[str, Callable[[BenchServer, str, Tools], Attached]] = {
     "baseline": _nothing,
     "slow": _dbprobe(["slow", "--threshold", "100ms", "--json"]),
     "slow-ref": _dbprobe(["slow", "--threshold", "100ms", "--json"], reference=True),
+    "slow-breakdown": _dbprobe(["slow", "--threshold", "100ms", "--breakdown", "--json"]),
     "slow-all": _dbprobe(["slow", "--threshold", "0", "--json"]),
     "three": _dbprobe(["slow", "--threshold", "100ms", "--json"], ["locks", "--json"],
                       ["txn", "--threshold", "100ms", "--json"]),

@@ -42,6 +42,40 @@ class LockTarget(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class WaitTime:
+    """Time a statement spent off CPU in one wait event."""
+
+    event: str  # as the server names it: "IO:DataFileRead"
+    count: int  # times it went off CPU in it
+    ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class TimeBreakdown:
+    """Where a statement's time went: on CPU, and off CPU by what it waited for."""
+
+    cpu_ms: float
+    io_ms: float
+    lock_ms: float  # heavyweight locks
+    lwlock_ms: float
+    client_ms: float
+    runq_ms: float  # runnable, waiting for a CPU
+    other_ms: float
+    reads: int = 0  # read system calls (files: the servers read sockets with recv)
+    read_bytes: int = 0
+    read_ms: float = 0.0
+    writes: int = 0
+    write_bytes: int = 0
+    write_ms: float = 0.0
+    waits: tuple[WaitTime, ...] = ()  # PostgreSQL: by wait event, longest first
+
+    @property
+    def total_ms(self) -> float:
+        return (self.cpu_ms + self.io_ms + self.lock_ms + self.lwlock_ms + self.client_ms
+                + self.runq_ms + self.other_ms)
+
+
+@dataclass(frozen=True, slots=True)
 class Query:
     """One statement that completed at or over the threshold."""
 
@@ -58,6 +92,7 @@ class Query:
     mechanism: str  # "usdt" | "uprobe"
     error: bool  # failed or cancelled
     truncated: bool  # the text was longer than the kernel captures
+    breakdown: TimeBreakdown | None = None  # when the trace counted where its time went
 
     @property
     def start(self) -> float:

@@ -51,6 +51,45 @@ enum dbp_query_flags {
 	DBP_QF_TRUNCATED = 1,     /* text longer than DBP_TEXT_MAX */
 	DBP_QF_ERROR = 2,         /* the statement ended without its done probe: an error or a cancel */
 	DBP_QF_NO_TEXT = 4,       /* the text could not be read */
+	DBP_QF_BREAKDOWN = 8,     /* the event's breakdown is filled (probes/waits.h) */
+};
+
+/*
+ * Where a statement's time went (probes/waits.h): on CPU, and off CPU by what the thread
+ * waited for; its read and write system calls; PostgreSQL's wait events by their
+ * wait_event_info word. The parts add up to the statement's duration.
+ */
+enum dbp_off_class {
+	DBP_OFF_IO = 0,           /* an IO wait event, a file read or write, or disk sleep */
+	DBP_OFF_LOCK = 1,         /* a heavyweight lock */
+	DBP_OFF_LWLOCK = 2,
+	DBP_OFF_CLIENT = 3,       /* reading from or writing to the client */
+	DBP_OFF_RUNQ = 4,         /* runnable, waiting for a CPU (preempted) */
+	DBP_OFF_OTHER = 5,
+};
+#define DBP_OFF_CLASSES 6
+
+#define DBP_WAIT_EVENTS 8         /* wait events kept per statement; more share the last */
+#define DBP_WAIT_EVENT_MORE 0xffffffffU  /* the event of the entry that gathers the rest */
+
+struct dbp_wait_count {
+	u32 event;                /* wait_event_info */
+	u32 count;                /* times the thread went off CPU in it */
+	u64 ns;                   /* time off CPU in it */
+};
+
+struct dbp_breakdown {
+	u64 cpu_ns;
+	u64 off_ns[DBP_OFF_CLASSES];
+	u64 read_ns;              /* time in read system calls (read, pread64, readv, preadv...) */
+	u64 write_ns;
+	u64 read_bytes;
+	u64 write_bytes;
+	u32 reads;
+	u32 writes;
+	u32 events;               /* entries of wait[] used */
+	u32 reserved;
+	struct dbp_wait_count wait[DBP_WAIT_EVENTS];
 };
 
 /* Per-CPU totals; user space sums the CPUs. */
@@ -78,7 +117,8 @@ struct dbp_query_event {
 	u8 flags;
 	u16 text_len;             /* bytes of text that follow, without a terminating NUL */
 	u32 database;             /* PostgreSQL: the backend's database OID; 0 when unknown */
-	char text[DBP_TEXT_MAX];
+	struct dbp_breakdown breakdown;  /* filled when flags has DBP_QF_BREAKDOWN */
+	char text[DBP_TEXT_MAX];  /* last: only text_len bytes of it are sent */
 };
 
 /*

@@ -45,6 +45,7 @@
  */
 #include "query.h"
 #include "classes.h"
+#include "waits.h"
 
 #define MY_IDLE 0                  /* COM_SLEEP: never dispatched as a client command */
 #define MY_COM_QUERY 3
@@ -105,6 +106,7 @@ static __always_inline void my_begin(struct my_command *slot, u8 command, u64 th
 	slot->stmt_id = 0;
 	slot->hook = hook;
 	slot->command = command;
+	waits_statement_begins(slot->start_ns);
 }
 
 /* Copy a statement's text: `len` bytes when `sized`, else a NUL-terminated string. */
@@ -120,8 +122,10 @@ static __always_inline struct dbp_query_event *my_event(const struct my_command 
 {
 	u32 zero = 0;
 	struct dbp_query_event *ev = query_scratch.lookup(&zero);
-	if (ev)
+	if (ev) {
 		dbp_fill_event_head(ev, slot->start_ns, end_ns, slot->hook, protocol, flags);
+		waits_fill(ev);
+	}
 	return ev;
 }
 

@@ -145,6 +145,7 @@ RAW_TRACEPOINT_PROBE(sched_process_exit)
 /* Each family's part, defined in its own program. */
 #ifdef DBP_WITH_POSTGRESQL_QUERY
 static __always_inline void pg_query_ended(struct pg_backend *b, u64 now, u8 flags);
+static __always_inline void waits_statement_begins(u64 now);   /* waits.h */
 #endif
 #ifdef DBP_WITH_POSTGRESQL_TXN
 static __always_inline void pg_txn_statement_began(struct pg_backend *b, u64 now, const struct dbp_args *args);
@@ -170,6 +171,9 @@ static __always_inline void pg_statement_begins(struct pg_backend *b, u64 now, c
 	b->active = 1;
 	b->reports = 1;
 	b->pipelined = pipelined;
+#ifdef DBP_WITH_POSTGRESQL_QUERY
+	waits_statement_begins(now);
+#endif
 #ifdef DBP_WITH_POSTGRESQL_TXN
 	pg_txn_statement_began(b, now, args);
 #endif

@@ -18,6 +18,7 @@
 #include "query.h"
 #include "classes.h"
 #include "postgresql.h"
+#include "waits.h"
 
 static __always_inline void pg_query_ended(struct pg_backend *b, u64 end, u8 flags)
 {
@@ -37,6 +38,7 @@ static __always_inline void pg_query_ended(struct pg_backend *b, u64 end, u8 fla
 	b->ev.end_ns = end;
 	b->ev.protocol = protocol;
 	b->ev.flags |= flags;
+	waits_fill(&b->ev);
 	dbp_submit(&b->ev, dbp_event_size(&b->ev));
 }
 

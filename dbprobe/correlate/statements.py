@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from typing import Callable, Generic, Mapping, TypeVar
 
 from dbprobe.discover.backends import BackendDirectory, DatabaseNames
-from dbprobe.kernel.records import QF_ERROR, QF_TRUNCATED, RawQuery, RawTxn
+from dbprobe.kernel.records import QF_ERROR, QF_TRUNCATED, WAIT_EVENT_MORE, Breakdown, RawQuery, RawTxn
+from dbprobe.engines.base import Engine
 from dbprobe.engines.registry import engine_for
-from dbprobe.model import Query, Source, Statement, Transaction
+from dbprobe.model import Query, Source, Statement, TimeBreakdown, Transaction, WaitTime
 
 T = TypeVar("T")
 
@@ -37,8 +38,10 @@ class Correlator:
     """Turns raw query records into Query records."""
 
     def __init__(self, sources: Mapping[int, Source], backends: BackendDirectory,
-                 clock: Clock | None = None, databases: DatabaseNames | None = None):
+                 clock: Clock | None = None, databases: DatabaseNames | None = None,
+                 versions: Mapping[int, str | None] | None = None):
         self._sources = sources
+        self._versions = versions or {}  # server versions by hook, to name wait events
         self._backends = backends
         self._clock = clock or Clock()
         self._databases = databases or DatabaseNames()
@@ -63,6 +66,8 @@ class Correlator:
             mechanism=source.mechanism,
             error=bool(raw.flags & QF_ERROR),
             truncated=bool(raw.flags & QF_TRUNCATED),
+            breakdown=(time_breakdown(raw.breakdown, engine, self._versions.get(raw.hook))
+                       if raw.breakdown is not None else None),
         )
 
 
@@ -80,6 +85,24 @@ class Correlator:
             statements=tuple(Statement(text, engine.fingerprint(text)) for text in texts if text),
             idle_ms=raw.idle_ns / 1e6, mechanism=source.mechanism,
         )
+
+
+def time_breakdown(raw: Breakdown, engine: Engine, version: str | None) -> TimeBreakdown:
+    """The kernel's counts in milliseconds, the wait events named for the server's version."""
+    off = raw.off_ns
+    waits = sorted(
+        (WaitTime("other wait events" if info == WAIT_EVENT_MORE else engine.wait_event_name(info, version),
+                  count, ns / 1e6)
+         for info, count, ns in raw.waits),
+        key=lambda wait: -wait.ms)
+    return TimeBreakdown(
+        cpu_ms=raw.cpu_ns / 1e6, io_ms=off.get("io", 0) / 1e6, lock_ms=off.get("lock", 0) / 1e6,
+        lwlock_ms=off.get("lwlock", 0) / 1e6, client_ms=off.get("client", 0) / 1e6,
+        runq_ms=off.get("runq", 0) / 1e6, other_ms=off.get("other", 0) / 1e6,
+        reads=raw.reads, read_bytes=raw.read_bytes, read_ms=raw.read_ns / 1e6,
+        writes=raw.writes, write_bytes=raw.write_bytes, write_ms=raw.write_ns / 1e6,
+        waits=tuple(waits),
+    )
 
 
 @dataclass(frozen=True, slots=True)

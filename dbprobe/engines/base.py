@@ -145,6 +145,10 @@ class Engine(ABC):
     def unseen_blocker(self, target: LockTarget) -> str:
         """Why a wait names no blocker, and where to look for it."""
 
+    def wait_event_name(self, info: int, version: str | None) -> str:
+        """The name of a wait event word the kernel read (only PostgreSQL's programs read one)."""
+        return f"wait {info:#010x}"
+
     def lwlock_waits(self, collector: Collector, server_pids: Sequence[int]) -> list[LWLockStats]:
         """The waits for its internal locks that its program counts in kernel, by tranche;
         `server_pids` are processes whose memory names them. None for most servers."""

@@ -40,6 +40,9 @@ class Parameters:
     thresholds_ns: Mapping[str, int] = field(default_factory=dict)  # by family: query, txn
     filter_pids: bool = False  # trace only the processes user space puts in traced_pids
     ringbuf_bytes: int = DEFAULT_RINGBUF_BYTES  # a power of two, at least a page
+    breakdown: bool = False  # where each statement's time goes (probes/waits.h)
+    wait_profile: bool = False  # and every off-CPU span summed per wait event
+    task_pid_offset: int | None = None  # struct task_struct's pid, from the kernel's BTF
 
     def __post_init__(self) -> None:
         pages = self.ringbuf_bytes // PAGE_SIZE
@@ -54,6 +57,12 @@ class Parameters:
             flags.append("-DDBP_FILTER_PIDS=1")
         if self.ringbuf_bytes != DEFAULT_RINGBUF_BYTES:
             flags.append(f"-DDBP_RINGBUF_PAGES={self.ringbuf_bytes // PAGE_SIZE}")
+        if self.breakdown or self.wait_profile:
+            flags.append("-DDBP_WITH_BREAKDOWN=1")
+        if self.wait_profile:
+            flags.append("-DDBP_WAITS_PROFILE=1")
+        if (self.breakdown or self.wait_profile) and self.task_pid_offset is not None:
+            flags.append(f"-DWAITS_TASK_PID_OFFSET={int(self.task_pid_offset)}")
         return tuple(flags)
 
 

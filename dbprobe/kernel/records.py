@@ -15,6 +15,9 @@ HIST_SLOTS = 64  # DBP_HIST_SLOTS
 LOCK_HOLDERS = 8  # DBP_LOCK_HOLDERS
 TXN_STATEMENTS = 3  # DBP_TXN_STATEMENTS
 TXN_TEXT_MAX = 256  # DBP_TXN_TEXT_MAX
+WAIT_EVENTS = 8  # DBP_WAIT_EVENTS
+WAIT_EVENT_MORE = 0xFFFFFFFF  # DBP_WAIT_EVENT_MORE: the entry that gathers the events left over
+OFF_CPU_CLASSES = ("io", "lock", "lwlock", "client", "runq", "other")  # enum dbp_off_class
 
 EV_QUERY = 1
 EV_LOCK_WAIT_START = 2
@@ -33,6 +36,7 @@ PROTOCOLS = ("simple", "extended", "prepared")  # indexed by enum dbp_protocol
 QF_TRUNCATED = 1
 QF_ERROR = 2
 QF_NO_TEXT = 4
+QF_BREAKDOWN = 8
 
 
 class Header(ctypes.Structure):
@@ -42,6 +46,34 @@ class Header(ctypes.Structure):
         ("tid", ctypes.c_uint32),
         ("hook", ctypes.c_uint16),
         ("reserved", ctypes.c_uint16),
+    ]
+
+
+class WaitCount(ctypes.Structure):
+    """struct dbp_wait_count."""
+
+    _fields_ = [
+        ("event", ctypes.c_uint32),
+        ("count", ctypes.c_uint32),
+        ("ns", ctypes.c_uint64),
+    ]
+
+
+class BreakdownStruct(ctypes.Structure):
+    """struct dbp_breakdown."""
+
+    _fields_ = [
+        ("cpu_ns", ctypes.c_uint64),
+        ("off_ns", ctypes.c_uint64 * len(OFF_CPU_CLASSES)),
+        ("read_ns", ctypes.c_uint64),
+        ("write_ns", ctypes.c_uint64),
+        ("read_bytes", ctypes.c_uint64),
+        ("write_bytes", ctypes.c_uint64),
+        ("reads", ctypes.c_uint32),
+        ("writes", ctypes.c_uint32),
+        ("events", ctypes.c_uint32),
+        ("reserved", ctypes.c_uint32),
+        ("wait", WaitCount * WAIT_EVENTS),
     ]
 
 
@@ -56,6 +88,7 @@ class QueryEventHead(ctypes.Structure):
         ("flags", ctypes.c_uint8),
         ("text_len", ctypes.c_uint16),
         ("database", ctypes.c_uint32),
+        ("breakdown", BreakdownStruct),
     ]
 
 
@@ -160,6 +193,25 @@ class TxnEvent(ctypes.Structure):
 
 
 @dataclass(frozen=True, slots=True)
+class Breakdown:
+    """Where a statement's time went, as the kernel counted it (probes/waits.h)."""
+
+    cpu_ns: int
+    off_ns: dict[str, int]  # by OFF_CPU_CLASSES
+    reads: int = 0
+    read_bytes: int = 0
+    read_ns: int = 0
+    writes: int = 0
+    write_bytes: int = 0
+    write_ns: int = 0
+    waits: tuple[tuple[int, int, int], ...] = ()  # (wait_event_info, count, ns)
+
+    @property
+    def total_ns(self) -> int:
+        return self.cpu_ns + sum(self.off_ns.values())
+
+
+@dataclass(frozen=True, slots=True)
 class RawQuery:
     """A completed statement as the kernel saw it: monotonic times, raw text bytes."""
 
@@ -172,6 +224,7 @@ class RawQuery:
     flags: int
     text: bytes
     database_oid: int = 0  # PostgreSQL: the backend's database; 0 when unknown
+    breakdown: Breakdown | None = None  # when the trace counts it
 
     @property
     def duration_ns(self) -> int:
@@ -295,20 +348,39 @@ def decode_txn(record: bytes) -> RawTxn:
     )
 
 
-# QueryEventHead's layout as a struct format: the per-event decoder, faster than ctypes.
-_QUERY_HEAD = struct.Struct("<IIIHHQQBBHI")
+# QueryEventHead's layout as struct formats: the per-event decoder, faster than ctypes.
+_QUERY_FIXED = struct.Struct("<IIIHHQQBBHI")
+_BREAKDOWN = struct.Struct(f"<Q{len(OFF_CPU_CLASSES)}QQQQQIIII" + "IIQ" * WAIT_EVENTS)
+_QUERY_HEAD = struct.Struct(_QUERY_FIXED.format + _BREAKDOWN.format[1:])
 assert _QUERY_HEAD.size == ctypes.sizeof(QueryEventHead)
+assert _BREAKDOWN.size == ctypes.sizeof(BreakdownStruct)
 
 
 def decode_query(record: bytes) -> RawQuery:
     (_kind, pid, tid, hook, _reserved, start_ns, end_ns, protocol, flags, text_len,
-     database) = _QUERY_HEAD.unpack_from(record)
+     database) = _QUERY_FIXED.unpack_from(record)
+    breakdown = None
+    if flags & QF_BREAKDOWN:
+        breakdown = decode_breakdown(_BREAKDOWN.unpack_from(record, _QUERY_FIXED.size))
     return RawQuery(
         pid=pid, tid=tid, hook=hook, start_ns=start_ns, end_ns=end_ns,
         protocol=PROTOCOLS[protocol] if protocol < len(PROTOCOLS) else "unknown",
         flags=flags, text=record[_QUERY_HEAD.size:_QUERY_HEAD.size + text_len],
-        database_oid=database,
+        database_oid=database, breakdown=breakdown,
     )
+
+
+def decode_breakdown(values: tuple[int, ...]) -> Breakdown:
+    classes = len(OFF_CPU_CLASSES)
+    cpu_ns, off = values[0], values[1:1 + classes]
+    (read_ns, write_ns, read_bytes, write_bytes, reads, writes, events,
+     _reserved) = values[1 + classes:9 + classes]
+    entries = values[9 + classes:]
+    waits = tuple((entries[3 * i], entries[3 * i + 1], entries[3 * i + 2])
+                  for i in range(min(events, WAIT_EVENTS)))
+    return Breakdown(cpu_ns=cpu_ns, off_ns=dict(zip(OFF_CPU_CLASSES, off)), reads=reads,
+                     read_bytes=read_bytes, read_ns=read_ns, writes=writes,
+                     write_bytes=write_bytes, write_ns=write_ns, waits=waits)
 
 
 def encode_query(raw: RawQuery) -> bytes:
@@ -316,4 +388,18 @@ def encode_query(raw: RawQuery) -> bytes:
     protocol = PROTOCOLS.index(raw.protocol)
     head = QueryEventHead(Header(EV_QUERY, raw.pid, raw.tid, raw.hook, 0), raw.start_ns,
                           raw.end_ns, protocol, raw.flags, len(raw.text), raw.database_oid)
+    if raw.breakdown is not None:
+        head.breakdown = _encode_breakdown(raw.breakdown)
     return bytes(head) + raw.text
+
+
+def _encode_breakdown(breakdown: Breakdown) -> BreakdownStruct:
+    encoded = BreakdownStruct(cpu_ns=breakdown.cpu_ns, read_ns=breakdown.read_ns,
+                              write_ns=breakdown.write_ns, read_bytes=breakdown.read_bytes,
+                              write_bytes=breakdown.write_bytes, reads=breakdown.reads,
+                              writes=breakdown.writes, events=len(breakdown.waits))
+    for index, name in enumerate(OFF_CPU_CLASSES):
+        encoded.off_ns[index] = breakdown.off_ns.get(name, 0)
+    for index, (event, count, ns) in enumerate(breakdown.waits[:WAIT_EVENTS]):
+        encoded.wait[index] = WaitCount(event, count, ns)
+    return encoded

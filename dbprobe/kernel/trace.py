@@ -16,7 +16,7 @@ from dbprobe.discover.backends import BackendDirectory, DatabaseNames
 from dbprobe.discover.processes import ServerProcess
 from dbprobe.discover.targets import Target, choose_targets
 from dbprobe.errors import DbprobeError
-from dbprobe.kernel import preflight
+from dbprobe.kernel import btf, preflight
 from dbprobe.kernel.attach import Attachment
 from dbprobe.kernel.classhash import install_class_counter
 from dbprobe.kernel.maps import Collector
@@ -35,6 +35,8 @@ class TraceRequest:
     binary: str | None = None
     thresholds_ns: Mapping[str, int] = field(default_factory=dict)  # by family
     ringbuf_bytes: int = DEFAULT_RINGBUF_BYTES  # the kernel's buffer of records for user space
+    breakdown: bool = False  # where each slow statement's time went (CPU, I/O, waits)
+    wait_profile: bool = False  # every traced thread's off-CPU time per wait event
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +84,9 @@ class Trace:
     @classmethod
     def _attach_bound(cls, bound: Sequence[BoundTarget], request: TraceRequest) -> "Trace":
         parameters = Parameters(thresholds_ns=request.thresholds_ns, filter_pids=request.pid is not None,
-                                ringbuf_bytes=request.ringbuf_bytes)
+                                ringbuf_bytes=request.ringbuf_bytes, breakdown=request.breakdown,
+                                wait_profile=request.wait_profile,
+                                task_pid_offset=_task_pid_offset(request))
         program = build_program([plan for entry in bound for plan in entry.plans], parameters)
         attachment = Attachment(program.source, program.cflags)
         try:
@@ -185,6 +189,13 @@ def seed_servers(bpf, servers: Sequence[ServerProcess]) -> None:
     for server in servers:
         for pid in server.processes:
             table[table.Key(pid)] = table.Leaf(server.pid)
+
+
+def _task_pid_offset(request: TraceRequest) -> int | None:
+    """Where the running kernel keeps a task's pid: the breakdown's scheduler probe reads it."""
+    if not (request.breakdown or request.wait_profile):
+        return None
+    return btf.member_offset("task_struct", "pid")
 
 
 def _seed_traced_pids(attachment: Attachment, target: Target) -> None:

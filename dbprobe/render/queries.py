@@ -13,7 +13,7 @@ from tabulate import tabulate
 
 from dbprobe.digest.classes import QUANTILES, ClassTotals
 from dbprobe.digest.queries import SlowQuerySummary
-from dbprobe.model import Query
+from dbprobe.model import Query, TimeBreakdown
 from dbprobe.render.text import (clock_ms, cut, fit, histogram_json, histogram_text,
                                  iso_time, milliseconds, span, statement_text, terminal_safe)
 
@@ -36,7 +36,34 @@ def live_line(query: Query, *, show_literals: bool, width: int | None) -> str:
         query.protocol.ljust(8),
         f"{query.duration_ms:10.2f}",
     ]
+    if query.breakdown is not None:
+        marks = f"[{breakdown_text(query.breakdown)}] " + marks
     return fit(" ".join(cells) + " " + marks + statement_text(query, show_literals), width)
+
+
+def breakdown_text(breakdown: TimeBreakdown) -> str:
+    """``cpu 12ms io 1.9s(3412 reads) lock 0 lwlock 200ms``, then the other parts that are
+    not zero and the longest wait event."""
+    reads = f"({breakdown.reads} reads)" if breakdown.reads else ""
+    parts = [f"cpu {short_ms(breakdown.cpu_ms)}", f"io {short_ms(breakdown.io_ms)}{reads}",
+             f"lock {short_ms(breakdown.lock_ms)}", f"lwlock {short_ms(breakdown.lwlock_ms)}"]
+    parts += [f"{name} {short_ms(ms)}" for name, ms in (
+        ("client", breakdown.client_ms), ("runq", breakdown.runq_ms), ("other", breakdown.other_ms))
+        if ms >= 0.05]
+    if breakdown.waits:
+        parts.append(f"top {breakdown.waits[0].event} {short_ms(breakdown.waits[0].ms)}")
+    return " ".join(parts)
+
+
+def short_ms(ms: float) -> str:
+    """0, 0.3ms, 12ms, 1.9s: a duration in few characters."""
+    if ms < 0.05:
+        return "0"
+    if ms < 10:
+        return f"{ms:.1f}ms"
+    if ms < 1000:
+        return f"{ms:.0f}ms"
+    return f"{ms / 1000:.1f}s"
 
 
 _dump_string = json.JSONEncoder(ensure_ascii=False).encode
@@ -54,8 +81,24 @@ def query_json(query: Query, *, show_literals: bool) -> str:
         f'"query": {_dump_string(statement_text(query, show_literals))}, '
         f'"fingerprint": "{query.fingerprint.id}", "protocol": "{query.protocol}", '
         f'"source": "{query.mechanism}", "error": {"true" if query.error else "false"}, '
-        f'"truncated": {"true" if query.truncated else "false"}{ns_pid}}}'
+        f'"truncated": {"true" if query.truncated else "false"}{ns_pid}'
+        f'{_breakdown_json(query.breakdown)}}}'
     )
+
+
+def _breakdown_json(breakdown: TimeBreakdown | None) -> str:
+    if breakdown is None:
+        return ""
+    times = ", ".join(f'"{name}_ms": {round(ms, 3)}' for name, ms in (
+        ("cpu", breakdown.cpu_ms), ("io", breakdown.io_ms), ("lock", breakdown.lock_ms),
+        ("lwlock", breakdown.lwlock_ms), ("client", breakdown.client_ms),
+        ("runq", breakdown.runq_ms), ("other", breakdown.other_ms)))
+    waits = ", ".join(f'{{"event": {_dump_string(wait.event)}, "count": {wait.count}, '
+                      f'"ms": {round(wait.ms, 3)}}}' for wait in breakdown.waits)
+    return (f', {times}, "reads": {breakdown.reads}, "read_bytes": {breakdown.read_bytes}, '
+            f'"read_ms": {round(breakdown.read_ms, 3)}, "writes": {breakdown.writes}, '
+            f'"write_bytes": {breakdown.write_bytes}, "write_ms": {round(breakdown.write_ms, 3)}, '
+            f'"waits": [{waits}]')
 
 
 # The digest ---------------------------------------------------------------------------

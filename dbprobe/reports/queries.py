@@ -26,7 +26,8 @@ class SlowQueryReport:
         self._samples: ClassSamples | None = None
 
     def attach_to(self, trace: Trace) -> None:
-        correlator = Correlator(trace.sources, trace.backends, databases=trace.databases)
+        correlator = Correlator(trace.sources, trace.backends, databases=trace.databases,
+                                versions=trace.versions)
         trace.on(RawQuery, lambda raw: self.on_query(correlator.query(raw)))
         self._samples = ClassSamples(trace.sources, trace.backends, trace.databases)
         trace.on(RawClassSample, self._samples.on_sample)

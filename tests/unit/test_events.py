@@ -63,7 +63,7 @@ def decode_from_memory(record: bytes) -> RawQuery | None:
 def test_encode_decode_round_trip(text: bytes) -> None:
     raw = raw_query(text)
     record = encode_query(raw)
-    assert len(record) == 40 + len(text)
+    assert len(record) == 272 + len(text)
     assert decode_query(record) == raw
     assert decode_from_memory(record) == raw
 
@@ -119,12 +119,14 @@ def test_layout_derived_by_hand() -> None:
     # u32 kind, u32 pid, u32 tid, u16 hook, u16 reserved.
     assert ctypes.sizeof(Header) == 16
     assert field_offsets(Header) == {"kind": 0, "pid": 4, "tid": 8, "hook": 12, "reserved": 14}
-    # header, u64 start_ns, u64 end_ns, u8 protocol, u8 flags, u16 text_len, u32 database.
-    assert ctypes.sizeof(QueryEventHead) == 40
+    # header, u64 start_ns, u64 end_ns, u8 protocol, u8 flags, u16 text_len, u32 database,
+    # then the breakdown: 11 u64, 4 u32 and 8 wait counts of 16 bytes.
+    assert ctypes.sizeof(events.BreakdownStruct) == 11 * 8 + 4 * 4 + 8 * 16
+    assert ctypes.sizeof(QueryEventHead) == 40 + 232
     assert field_offsets(QueryEventHead) == {
         "hdr": 0, "start_ns": 16, "end_ns": 24, "protocol": 32, "flags": 33, "text_len": 34,
-        "database": 36}
-    assert events._QUERY_HEAD_SIZE == 40  # where the text starts
+        "database": 36, "breakdown": 40}
+    assert events._QUERY_HEAD_SIZE == 272  # where the text starts
     assert ctypes.sizeof(Totals) == 40
 
 
@@ -135,6 +137,8 @@ def test_layout_derived_by_hand() -> None:
 CONTRACT_STRUCTS: dict[str, type[ctypes.Structure]] = {
     "dbp_header": Header,
     "dbp_totals": Totals,
+    "dbp_wait_count": events.WaitCount,
+    "dbp_breakdown": events.BreakdownStruct,
     "dbp_query_event": QueryEventHead,
     "dbp_lock_holder": events.LockHolder,
     "dbp_lock_event": events.LockEventHead,

@@ -135,8 +135,11 @@ def test_usdt_sites_are_the_notes_of_the_binary(
 def test_usdt_plan_reads_the_activity_arguments(
     recipe: Recipe, postgres_binary: Path, postgres_version: str
 ) -> None:
-    (site,) = sites_by_label(query_plan(recipe, postgres_binary, postgres_version))[
+    site, storage = sites_by_label(query_plan(recipe, postgres_binary, postgres_version))[
         "pgstat_report_activity"]
+    assert (site.handler, storage.handler) == ("pg_activity", "pg_wait_storage")
+    (pointer,) = storage.args  # where the backend's wait_event_info is (probes/waits.h)
+    assert (pointer.size, pointer.kind, pointer.symbol) == (8, "symbol", "my_wait_event_info")
     state, text, database = site.args
     assert (state.size, state.kind, text.size, text.kind) == (4, "reg", 8, "reg")
     assert (database.size, database.kind, database.symbol) == (4, "symbol", "MyDatabaseId")
@@ -164,14 +167,15 @@ def test_without_usdt_notes_it_plans_uprobes(recipe: Recipe, usdt_less_postgres:
     assert rejected.startswith("usdt: ") and NO_USDT_REASON in rejected
     symbols = nm_symbols(usdt_less_postgres, "-D")
     labels = Counter(site.label for site in plan.sites)
-    assert labels == Counter({"pgstat_report_activity": 1, "AbortCurrentTransaction": 1,
+    # pgstat_report_activity: the activity, and where the wait event is (one place, one trap).
+    assert labels == Counter({"pgstat_report_activity": 2, "AbortCurrentTransaction": 1,
                               "PortalRun (return)": 1})
     for site in plan.sites:
         function = symbols[site.label.removesuffix(" (return)")]
         assert (site.mechanism, site.ref_ctr_offset) == ("uprobe", 0)
         assert site.on_return == site.label.endswith("(return)")
         assert site.file_offset == readelf_file_offset(usdt_less_postgres, function.address)
-    (activity,) = sites_by_label(plan)["pgstat_report_activity"]
+    activity, _storage = sites_by_label(plan)["pgstat_report_activity"]
     assert (activity.handler, arg_texts(activity)) == (
         "pg_activity", ["4@arg1", "8@arg2", "4@MyDatabaseId"])
     # on x86-64 the arguments are in edi and rsi; the global is found relative to rip

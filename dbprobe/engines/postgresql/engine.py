@@ -8,7 +8,7 @@ from dbprobe.binary.elf import ElfBinary
 from dbprobe.digest.locks import LWLockStats
 from dbprobe.discover.memory import read_c_string
 from dbprobe.engines.base import BackendInfo, Engine, LockHolder, RunningServer, ServerSettings
-from dbprobe.engines.postgresql import cmdline, locks, titles
+from dbprobe.engines.postgresql import cmdline, locks, titles, wait_events
 from dbprobe.kernel.records import LOCK_WAIT_FAILED, PG_LOCK_WAIT_ERROR, RawLockEvent
 from dbprobe.model import LockTarget
 
@@ -50,6 +50,9 @@ class PostgreSQL(Engine):
 
     def lock_mode(self, raw: RawLockEvent) -> str:
         return locks.mode_name(raw.mode)
+
+    def wait_event_name(self, info: int, version: str | None) -> str:
+        return wait_events.event_name(info, version)
 
     def conflicting_holders(self, raw: RawLockEvent) -> tuple[LockHolder, ...]:
         return tuple(
