@@ -136,6 +136,10 @@ class DatabaseNames:
     def name(self, binary: str, oid: int) -> str | None:
         return self._names.get((binary, oid))
 
+    def merge(self, other: "DatabaseNames") -> None:
+        """Learn what `other` learned (a trace added for a restarted server)."""
+        self._names.update(other._names)
+
     def learn_from_running(self, binary: ElfBinary, symbol_name: str, pids: Iterable[int]) -> None:
         """The database OIDs of running backends, read from their memory (the global
         `symbol_name`), with the names their process titles give."""

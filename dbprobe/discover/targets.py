@@ -106,6 +106,11 @@ def _by_binary_file(servers: list[ServerProcess]) -> list[list[ServerProcess]]:
     return list(groups.values())
 
 
+def target_of_servers(servers: list[ServerProcess]) -> Target:
+    """The target of servers that run one binary file (its binary not parsed yet)."""
+    return _target_of(servers)
+
+
 def _target_of(servers: list[ServerProcess]) -> Target:
     first = servers[0]
     return Target(db=first.db, binary=first.binary, version=first.version, root=first.proc_root,
