@@ -15,7 +15,7 @@ from typing import Callable, Iterable, Sequence
 
 from dbprobe.discover import processes
 from dbprobe.discover.files import FileIdentity, file_identity
-from dbprobe.discover.processes import ServerProcess
+from dbprobe.discover.processes import ServerProcess, restart_path
 from dbprobe.discover.targets import Target
 from dbprobe.engines.registry import engine_for
 
@@ -30,15 +30,6 @@ class WatchedBinary:
     db: str
     path: str  # as the host opens it
     traced: FileIdentity
-
-
-def restart_path(server: ServerProcess) -> str:
-    """The host path a server started again would run: where its binary is installed, even
-    when the file it runs now is only reachable as /proc/PID/exe (deleted), and by the
-    host's name for its root when it has one (a chroot's directory outlives the process)."""
-    if server.root is None:
-        return server.binary_in_root
-    return f"{server.root}{server.binary_in_root}"
 
 
 def watched_binaries(targets: Iterable[Target]) -> list[WatchedBinary]:

@@ -16,7 +16,7 @@ import pytest
 from dbprobe.binary.elf import ElfBinary
 from dbprobe.demo.server import ThrowawayPostgres
 from tests.support.pgcopy import make_copy
-from tests.support.tracing import DbprobeRun, semaphore_value, uprobe_events_left
+from tests.support.tracing import DbprobeRun, run_dbprobe, semaphore_value, uprobe_events_left
 
 SLOW_S = 0.25
 THRESHOLD = "120ms"
@@ -125,3 +125,23 @@ def test_txn_and_locks_follow_the_restarted_server_too(copied_postgres: Throwawa
         assert f"PostgreSQL server pid {pg.pid} {TRACED_AGAIN}" in run.stderr
         assert uprobe_events_left({run.process.pid}) == []
     assert semaphore_value(pg.pid, str(binary), query_semaphore(binary)) == 0
+
+
+def test_binary_option_names_the_servers_of_its_file_through_a_link_or_replaced(
+        copied_postgres: ThrowawayPostgres, tmp_path: Path) -> None:
+    pg = copied_postgres
+    binary = pg.bindir / "postgres"
+    link = tmp_path / "postgres"  # as /usr/bin/postgres links to the installed one
+    link.symlink_to(binary)
+    finished = run_dbprobe("slow", "--binary", str(link), "--duration", "0.5")
+    assert finished.returncode == 0, finished.stderr
+    assert f"postgresql 15" in finished.stderr and f": pid {pg.pid} (" in finished.stderr
+    assert f"query: {binary} via usdt" in finished.stderr
+    assert "no server running yet" not in finished.stderr
+
+    replace_binary(binary)  # the server runs the old file now, which the path no longer names
+    finished = run_dbprobe("slow", "--binary", str(binary), "--duration", "0.5")
+    assert finished.returncode == 0, finished.stderr
+    assert (f"PostgreSQL server pid {pg.pid} runs the file {binary} named before it was "
+            f"replaced, and --binary {binary} does not trace it: trace it with -p {pg.pid}"
+            ) in finished.stderr
