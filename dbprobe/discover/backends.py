@@ -12,12 +12,15 @@ from typing import Callable, Iterable
 
 import psutil
 
-from dbprobe.discover.processes import BackendInfo, backend_info, ns_pid_of
+from dbprobe.discover.files import file_identity
+from dbprobe.discover.processes import BackendInfo, backend_info, find_servers, ns_pid_of
+from dbprobe.discover.targets import Target
 from dbprobe.binary.elf import ElfBinary
 from dbprobe.errors import DbprobeError
 from dbprobe.discover.memory import load_bias, read_u32
 
 RECHECK_SECONDS = 2.0
+LOOKUP_EVERY_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,17 +127,43 @@ class DatabaseNames:
     A statement's event carries its backend's database OID (read in kernel), but the name
     comes from the backend's process title, which is gone once a short connection closes.
     Every backend seen alive teaches the name of its OID, so later events of short-lived
-    connections to the same database are named too.
+    connections to the same database are named too. An OID no backend taught (a database
+    created since, connected to by one short connection) is looked up with the binary's
+    lookup, if it has one (the servers' own files), at most once every LOOKUP_EVERY_S per
+    OID: a storm of events of an OID that cannot be named costs nothing.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._names: dict[tuple[str, int], str] = {}
+        self._lookups: dict[str, Callable[[int], str | None]] = {}
+        self._looked_up: dict[tuple[str, int], float] = {}
+        self._clock = clock
+
+    def add_lookup(self, binary: str, lookup: Callable[[int], str | None]) -> None:
+        self._lookups[binary] = lookup
 
     def learn(self, binary: str, oid: int, name: str) -> None:
         self._names[(binary, oid)] = name
 
     def name(self, binary: str, oid: int) -> str | None:
-        return self._names.get((binary, oid))
+        known = self._names.get((binary, oid))
+        if known is not None or binary not in self._lookups:
+            return known
+        now = self._clock()
+        last = self._looked_up.get((binary, oid))
+        if last is not None and now - last < LOOKUP_EVERY_S:
+            return None
+        self._looked_up[(binary, oid)] = now
+        found = self._lookups[binary](oid)
+        if found:
+            self.learn(binary, oid, found)
+        return found or None
+
+    def merge(self, other: "DatabaseNames") -> None:
+        """Learn what `other` learned, and take its lookups (a trace added for a restarted
+        server: its lookup reads the running server's files)."""
+        self._names.update(other._names)
+        self._lookups.update(other._lookups)
 
     def learn_from_running(self, binary: ElfBinary, symbol_name: str, pids: Iterable[int]) -> None:
         """The database OIDs of running backends, read from their memory (the global
@@ -157,3 +186,27 @@ class DatabaseNames:
             self.learn(binary, oid, alive_name)
             return alive_name
         return alive_name or (self.name(binary, oid) if oid else None)
+
+
+class ServerFiles:
+    """A name lookup in the files of the servers running a target's binary: `read` takes a
+    data directory, as the host reaches it (the server's working directory), and an OID.
+    With no server of the target running, the servers of its file are looked for."""
+
+    def __init__(self, target: Target, read: Callable[[str, int], str | None]):
+        self._target = target
+        self._read = read
+
+    def __call__(self, oid: int) -> str | None:
+        for pid in self._server_pids():
+            name = self._read(f"/proc/{pid}/cwd", oid)
+            if name:
+                return name
+        return None
+
+    def _server_pids(self) -> list[int]:
+        alive = [server.pid for server in self._target.servers if psutil.pid_exists(server.pid)]
+        if alive or self._target.file is None:
+            return alive
+        return [server.pid for server in find_servers(self._target.db)
+                if file_identity(server.binary) == self._target.file]

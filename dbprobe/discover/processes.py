@@ -61,6 +61,15 @@ class ServerProcess:
         return "/" if self.root is None else f"/proc/{self.pid}/root"
 
 
+def restart_path(server: ServerProcess) -> str:
+    """The host path a server started again would run: where its binary is installed, even
+    when the file it runs now is only reachable as /proc/PID/exe (deleted), and by the
+    host's name for its root when it has one (a chroot's directory outlives the process)."""
+    if server.root is None:
+        return server.binary_in_root
+    return f"{server.root}{server.binary_in_root}"
+
+
 def find_servers(db: str | None = None) -> list[ServerProcess]:
     """All database servers on the host (only those of `db` if given), sorted by (db, pid)."""
     if db is not None:

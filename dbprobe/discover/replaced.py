@@ -2,8 +2,9 @@
 
 Uprobes are on a file (an inode), not on a path. A package upgrade moves a new file into
 place, so the path names another inode while the probes stay on the old one, and a server
-started again from that path runs the new file, untraced. Nothing is re-attached here:
-this notices the replacement and the servers that run the new file, and says so, once each.
+started again from that path runs the new file, untraced until a program is attached to
+that file too. Nothing is attached here: this notices the replacement and the servers that
+run the new file, once each, and learns the files attached since.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Callable, Iterable, Sequence
 
 from dbprobe.discover import processes
 from dbprobe.discover.files import FileIdentity, file_identity
-from dbprobe.discover.processes import ServerProcess
+from dbprobe.discover.processes import ServerProcess, restart_path
 from dbprobe.discover.targets import Target
 from dbprobe.engines.registry import engine_for
 
@@ -29,15 +30,6 @@ class WatchedBinary:
     db: str
     path: str  # as the host opens it
     traced: FileIdentity
-
-
-def restart_path(server: ServerProcess) -> str:
-    """The host path a server started again would run: where its binary is installed, even
-    when the file it runs now is only reachable as /proc/PID/exe (deleted), and by the
-    host's name for its root when it has one (a chroot's directory outlives the process)."""
-    if server.root is None:
-        return server.binary_in_root
-    return f"{server.root}{server.binary_in_root}"
 
 
 def watched_binaries(targets: Iterable[Target]) -> list[WatchedBinary]:
@@ -79,12 +71,21 @@ def untraced_servers(watched: Iterable[WatchedBinary], servers: Iterable[ServerP
 def replaced_message(binary: WatchedBinary) -> str:
     return (f"{binary.path} was replaced on disk by a new file (as an upgrade installs it); "
             f"the probes stay on the old one, so a {engine_for(binary.db).display_name} server "
-            f"started from it now is not traced: run dbprobe again to trace it")
+            f"started from it now is not traced until dbprobe has attached to the new file")
 
 
 def untraced_message(server: ServerProcess) -> str:
     return (f"{engine_for(server.db).display_name} server pid {server.pid} runs the new "
-            f"{restart_path(server)} and is not traced: run dbprobe again to trace it")
+            f"{restart_path(server)} and is not traced yet: attaching to the new file")
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What a check found: messages for stderr, and the servers newly found running a new
+    file at a watched path (each once), which are not traced."""
+
+    messages: list[str]
+    untraced: list[ServerProcess]
 
 
 class BinaryWatch:
@@ -92,33 +93,46 @@ class BinaryWatch:
 
     ``check()`` costs a stat per traced path; only once a path was replaced does it also
     look for the servers running the new file, with a scan of /proc every SCAN_EVERY_S.
+    ``wanted`` narrows the servers looked at (under -p: the one traced, restarted).
     """
 
     def __init__(self, targets: Sequence[Target], *, identity: Identity = file_identity,
                  find_servers: Callable[[], list[ServerProcess]] | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic,
+                 wanted: Callable[[ServerProcess], bool] = lambda server: True):
         self._watched = watched_binaries(targets)
         self._identity = identity
         self._find_servers = find_servers or processes.find_servers
         self._clock = clock
+        self._wanted = wanted
         self._next_scan = 0.0
         self._told_files: set[tuple[str, FileIdentity]] = set()
         self._told_servers: set[tuple[int, FileIdentity | None]] = set()
 
-    def check(self) -> list[str]:
-        """What happened since the last check, as messages for stderr."""
-        messages = []
+    def check(self) -> Changes:
+        """What happened since the last check."""
+        changes = Changes([], [])
         for binary, new_file in replaced(self._watched, self._identity):
             if (binary.path, new_file) not in self._told_files:
                 self._told_files.add((binary.path, new_file))
-                messages.append(replaced_message(binary))
+                changes.messages.append(replaced_message(binary))
         if self._told_files and self._due_for_scan():
-            for server in untraced_servers(self._watched, self._find_servers(), self._identity):
+            servers = [server for server in self._find_servers() if self._wanted(server)]
+            for server in untraced_servers(self._watched, servers, self._identity):
                 key = (server.pid, self._identity(server.binary))
                 if key not in self._told_servers:
                     self._told_servers.add(key)
-                    messages.append(untraced_message(server))
-        return messages
+                    changes.messages.append(untraced_message(server))
+                    changes.untraced.append(server)
+        return changes
+
+    def traced_now(self, db: str, path: str, file: FileIdentity) -> None:
+        """A program is attached to `file`, found at `path`: its servers are traced."""
+        self._watched.append(WatchedBinary(db, path, file))
+
+    def scan_soon(self) -> None:
+        """Look for servers at the next check (a traced one stopped: it may start again)."""
+        self._next_scan = 0.0
 
     def _due_for_scan(self) -> bool:
         now = self._clock()

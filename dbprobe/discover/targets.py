@@ -61,7 +61,7 @@ def _print_warning(message: str) -> None:
 def choose_targets(*, pid: int | None, binary: str | None, databases: tuple[str, ...],
                    warn: Warn = _print_warning) -> list[Target]:
     if binary is not None:
-        return [_binary_target(binary)]
+        return [_binary_target(binary, warn)]
     if pid is not None:
         server = discovery.server_for_pid(pid)
         _require_database(server, databases, pid)
@@ -106,6 +106,11 @@ def _by_binary_file(servers: list[ServerProcess]) -> list[list[ServerProcess]]:
     return list(groups.values())
 
 
+def target_of_servers(servers: list[ServerProcess]) -> Target:
+    """The target of servers that run one binary file (its binary not parsed yet)."""
+    return _target_of(servers)
+
+
 def _target_of(servers: list[ServerProcess]) -> Target:
     first = servers[0]
     return Target(db=first.db, binary=first.binary, version=first.version, root=first.proc_root,
@@ -123,8 +128,9 @@ def host_machine() -> str:
     return _HOST_MACHINES.get(machine, machine)
 
 
-def _binary_target(path: str) -> Target:
+def _binary_target(path: str, warn: Warn = _print_warning) -> Target:
     _require_regular_file(path)
+    path = _canonical(path)
     try:
         elf = ElfBinary(path)
     except DbprobeError:
@@ -135,12 +141,25 @@ def _binary_target(path: str) -> Target:
     if elf.machine != host_machine():
         raise DbprobeError(f"--binary {path}: built for {elf.machine}, and this machine is "
                            f"{host_machine()}: only its own binaries can be traced")
-    resolved = os.path.realpath(path)
-    identity = file_identity(resolved)
-    running = tuple(server for server in discovery.find_servers(db)
+    identity = file_identity(path)
+    servers = discovery.find_servers(db)
+    running = tuple(server for server in servers
                     if identity is not None and file_identity(server.binary) == identity)
-    return Target(db=db, binary=resolved, version=version, root="/", servers=running,
+    for server in servers:
+        if server not in running and discovery.restart_path(server) == path:
+            warn(f"{engine_for(db).display_name} server pid {server.pid} runs the file {path} "
+                 f"named before it was replaced, and --binary {path} does not trace it: trace "
+                 f"it with -p {server.pid}")
+    return Target(db=db, binary=path, version=version, root="/", servers=running,
                   file=identity, elf=elf)
+
+
+def _canonical(path: str) -> str:
+    """The path with its links resolved, when that names the same file: what the probes
+    and messages name. /proc/PID/exe of a deleted file resolves to no file; it stays."""
+    resolved = os.path.realpath(path)
+    same = file_identity(resolved) is not None and file_identity(resolved) == file_identity(path)
+    return resolved if same else path
 
 
 def _require_regular_file(path: str) -> None:

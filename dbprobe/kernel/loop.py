@@ -1,6 +1,7 @@
 """The trace loop: poll the ring buffer until Ctrl-C, SIGTERM, SIGHUP or the duration ends,
 call the reports' interval and tick hooks, and keep an eye on the traced servers: one that
-stops is reported, and tracing goes on."""
+stops is reported, and tracing goes on; one restarted on a replaced binary (a new file at
+the same path) is attached to."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from typing import Callable, Iterator, Sequence
 
 import psutil
 
+from dbprobe.discover.files import FileIdentity
 from dbprobe.discover.processes import ServerProcess
 from dbprobe.discover.replaced import BinaryWatch, restart_path
 from dbprobe.discover.targets import Target
 from dbprobe.engines.registry import engine_for
 from dbprobe.kernel.maps import KernelTotals
-from dbprobe.kernel.trace import Trace
+from dbprobe.kernel.reattach import Reattacher
+from dbprobe.kernel.traceset import TraceSet
 from dbprobe.render.output import flush_stdout
 
 POLL_MS = 200
@@ -29,35 +32,61 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class ServerWatch:
-    """Notices traced servers that stop, once each."""
+    """Notices traced servers that stop, once each, and servers restarted on a replaced
+    binary, which the reattacher attaches to (under -p: only the traced server, restarted,
+    which keeps its data directory)."""
 
-    def __init__(self, targets: Sequence[Target], warn: Callable[[str], None], filtered: bool):
+    def __init__(self, targets: Sequence[Target], warn: Callable[[str], None], filtered: bool,
+                 reattacher: Reattacher):
         self._servers = {server.pid: server for target in targets for server in target.servers}
-        self._binaries = BinaryWatch(targets)
+        wanted = _restarts_of(list(self._servers.values())) if filtered else _any_server
+        self._binaries = BinaryWatch(targets, wanted=wanted)
         self.warn = warn
         self._filtered = filtered
+        self._reattacher = reattacher
         self._next_check = 0.0
 
     def check(self, now: float) -> None:
+        self._reattacher.poll()
         if now < self._next_check:
             return
         self._next_check = now + LIVENESS_SECONDS
-        for message in self._binaries.check():
+        changes = self._binaries.check()
+        for message in changes.messages:
             self.warn(message)
+        for server in changes.untraced:
+            self._servers[server.pid] = server
+            self._reattacher.follow(server)
         for pid, server in list(self._servers.items()):
             if psutil.pid_exists(pid):
                 continue
             del self._servers[pid]
+            self._binaries.scan_soon()  # it may be started again on a replaced binary
             self.warn(f"{engine_for(server.db).display_name} server pid {pid} stopped; still "
                       f"tracing ({self._after_stop(server)})")
 
+    def traced_now(self, db: str, path: str, file: FileIdentity) -> None:
+        """A program is attached to the new file at `path`: its servers are traced."""
+        self._binaries.traced_now(db, path, file)
+
     def _after_stop(self, server: ServerProcess) -> str:
-        if self._filtered:
-            return "a restarted server has a new pid: run dbprobe again to follow it"
         if self._binaries.restart_is_traced(server) is False:
             return (f"{restart_path(server)} was replaced on disk: a server started again from "
-                    f"it runs the new file, which is not traced; run dbprobe again to trace it")
+                    f"it runs the new file, which is not traced until dbprobe has attached to it")
+        if self._filtered:
+            return "a restarted server has a new pid: run dbprobe again to follow it"
         return "a server started again from the same binary is traced as it starts"
+
+
+def _any_server(server: ServerProcess) -> bool:
+    return True
+
+
+def _restarts_of(servers: Sequence[ServerProcess]) -> Callable[[ServerProcess], bool]:
+    """Whether a server is one of `servers` started again: the same data directory (and
+    container), known. Another cluster of the same binary is not what -p asked for."""
+    known = {(server.container, server.data_dir) for server in servers if server.data_dir}
+    return lambda server: server.data_dir is not None and (server.container, server.data_dir) in known
 
 
 class LossWatch:
@@ -108,7 +137,7 @@ def stop_on_signals() -> Iterator[StopRequested]:
             signal.signal(number, handler)
 
 
-def run(trace: Trace, *, duration_s: float | None, interval_s: float | None,
+def run(trace: TraceSet, *, duration_s: float | None, interval_s: float | None,
         on_interval: Callable[[], None], stop: StopRequested, watch: ServerWatch,
         on_tick: Callable[[], None] | None = None) -> None:
     """Poll records until stopped; call on_interval every interval_s seconds, on_tick after

@@ -87,6 +87,11 @@ class ClassStats:
     slow: int  # calls at or over the query threshold
     slots: tuple[int, ...]  # calls per log2 slot of microseconds, HIST_SLOTS of them
 
+    def __add__(self, other: "ClassStats") -> "ClassStats":
+        return ClassStats(self.calls + other.calls, self.total_ns + other.total_ns,
+                          max(self.max_ns, other.max_ns), self.errors + other.errors,
+                          self.slow + other.slow, tuple(a + b for a, b in zip(self.slots, other.slots)))
+
     def __sub__(self, earlier: "ClassStats") -> "ClassStats":
         slots = tuple(a - b for a, b in zip(self.slots, earlier.slots))
         return ClassStats(self.calls - earlier.calls, self.total_ns - earlier.total_ns,

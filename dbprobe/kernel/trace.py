@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 from dbprobe.binary.elf import ElfBinary
-from dbprobe.discover.backends import BackendDirectory, DatabaseNames
+from dbprobe.discover.backends import BackendDirectory, DatabaseNames, ServerFiles
 from dbprobe.discover.processes import ServerProcess
 from dbprobe.discover.targets import Target, choose_targets
+from dbprobe.engines.postgresql.catalog import database_name_in_files
 from dbprobe.errors import DbprobeError
 from dbprobe.kernel import btf, preflight
 from dbprobe.kernel.attach import Attachment
@@ -108,6 +109,9 @@ class Trace:
             symbol = load_recipe(entry.target.db).database_oid_global
             if symbol:
                 self.databases.learn_from_running(entry.binary, symbol, entry.target.processes)
+                # Only PostgreSQL's recipes name a global of database OIDs.
+                self.databases.add_lookup(str(entry.binary.path),
+                                          ServerFiles(entry.target, database_name_in_files))
 
     @property
     def counts_classes(self) -> bool:

@@ -3,16 +3,20 @@
 A report plugs into a trace: it registers handlers for the records it reads, may do
 something on every tick (announce long waits), and prints its digest for a window or for
 the whole run. ``dbprobe slow``, ``locks`` and ``txn`` each run one report; ``dbprobe demo``
-runs all three on one trace.
+runs all three on one trace. A server restarted on a replaced binary gets a program of its
+own, whose records reach the same reports (see dbprobe.kernel.traceset).
 """
 
 from __future__ import annotations
 
 import time
-from typing import Callable, Protocol, Sequence
+from contextlib import contextmanager
+from typing import Callable, Iterator, Protocol, Sequence
 
 from dbprobe.kernel.loop import ServerWatch, run, stop_on_signals
+from dbprobe.kernel.reattach import Reattacher
 from dbprobe.kernel.trace import Trace, TraceRequest
+from dbprobe.kernel.traceset import TraceSet
 from dbprobe.render.output import status
 
 
@@ -29,7 +33,7 @@ def trace_reports(reports: Sequence[Report], request: TraceRequest, *, duration_
                   interval_s: float | None, on_attached: Callable[[], None] | None = None,
                   on_tick: Callable[[float], None] | None = None) -> None:
     """Attach, report live until stopped, print each report's digest; detach on every path."""
-    with stop_on_signals() as stop, Trace.open(request) as trace:
+    with stop_on_signals() as stop, Trace.open(request) as first, _following(first, request) as (trace, watch):
         for report in reports:
             report.attach_to(trace)
         status(f"tracing {'; '.join(report.description for report in reports)}; "
@@ -53,6 +57,26 @@ def trace_reports(reports: Sequence[Report], request: TraceRequest, *, duration_
                 report.print_digest()
 
         run(trace, duration_s=duration_s, interval_s=interval_s, on_interval=interval, stop=stop,
-            on_tick=tick, watch=ServerWatch(trace.targets, status, filtered=request.pid is not None))
+            on_tick=tick, watch=watch)
         for report in reports:
             report.print_digest()
+
+
+@contextmanager
+def _following(first: Trace, request: TraceRequest) -> Iterator[tuple[TraceSet, ServerWatch]]:
+    """The trace set the reports read, and the watch that adds to it the programs of servers
+    restarted on replaced binaries; on exit, the attaches under way are waited for and
+    everything added is detached (the first trace is closed by its own context)."""
+    traces = TraceSet(first)
+    watch: ServerWatch | None = None
+    reattacher = Reattacher(traces, request, status,
+                            on_attached=lambda db, path, file: watch.traced_now(db, path, file))
+    watch = ServerWatch(first.targets, status, filtered=request.pid is not None,
+                        reattacher=reattacher)
+    try:
+        yield traces, watch
+    finally:
+        try:
+            reattacher.close()
+        finally:
+            traces.close_added()

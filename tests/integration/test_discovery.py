@@ -23,7 +23,7 @@ from dbprobe.discover.processes import (
     ns_pid_of,
     server_for_pid,
 )
-from dbprobe.discover.replaced import SCAN_EVERY_S, BinaryWatch
+from dbprobe.discover.replaced import SCAN_EVERY_S, BinaryWatch, Changes
 from dbprobe.discover.targets import choose_targets
 from dbprobe.errors import DbprobeError
 from dbprobe.demo.server import ThrowawayPostgres, installed_postgres_bindir
@@ -324,23 +324,25 @@ def test_a_replaced_binary_and_the_restarted_server_are_told(copied_postgres_bin
         traced = choose_targets(pid=pg_server.pid, binary=None, databases=(POSTGRESQL,))
         # Its clock moves a scan interval at each reading: every check looks for servers.
         watch = BinaryWatch(traced, clock=itertools.count(step=SCAN_EVERY_S).__next__)
-        assert watch.check() == []
+        assert watch.check() == Changes([], [])
         assert watch.restart_is_traced(traced[0].servers[0]) is True
 
         replacement = binary.with_name("postgres.new")  # as dpkg installs a new version
         shutil.copy2(binary, replacement)
         os.replace(replacement, binary)
-        (replaced_line,) = watch.check()
+        (replaced_line,) = watch.check().messages
         assert replaced_line.startswith(f"{binary} was replaced on disk by a new file")
-        assert "is not traced: run dbprobe again" in replaced_line
+        assert "is not traced until dbprobe has attached to the new file" in replaced_line
         assert watch.restart_is_traced(traced[0].servers[0]) is False
 
         old_pid = pg_server.pid
         pg_server.restart()
         assert pg_server.pid != old_pid
-        assert watch.check() == [f"PostgreSQL server pid {pg_server.pid} runs the new {binary} and "
-                                 f"is not traced: run dbprobe again to trace it"]
-        assert watch.check() == []
+        changes = watch.check()
+        assert changes.messages == [f"PostgreSQL server pid {pg_server.pid} runs the new {binary} "
+                                    f"and is not traced yet: attaching to the new file"]
+        assert [server.pid for server in changes.untraced] == [pg_server.pid]
+        assert watch.check() == Changes([], [])
 
 
 @needs_root

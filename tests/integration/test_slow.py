@@ -178,3 +178,25 @@ def test_keeps_running_when_the_server_stops(require_root_bpf):
     assert finished.returncode == 0
     assert len(finished.events("query")) == 1
     assert finished.events("summary")[-1]["slow"] == 1
+
+
+def test_a_short_connection_to_a_database_created_since_start_is_named(pg_server, require_root_bpf):
+    # No backend of the new database is alive when its event arrives: the name comes from
+    # the server's own files (the WAL its CREATE DATABASE flushed; no checkpoint since).
+    database = f"created_after_start_{int(time.time() * 1000) % 10**9}"
+    run = DbprobeRun(["slow", "--json", "--threshold", THRESHOLD, "-p", str(pg_server.pid)])
+    run.wait_attached()
+    pg_server.psql(f"CREATE DATABASE {database}")
+    try:
+        # dbprobe reads the event only once the connection is gone, as on a busy machine.
+        run.process.send_signal(signal.SIGSTOP)
+        try:
+            pg_server.psql(f"select pg_sleep({SLOW_S}), 'short';", dbname=database)
+            time.sleep(0.3)  # the backend exits after psql does
+        finally:
+            run.process.send_signal(signal.SIGCONT)
+        finished = run.finish(settle_s=0.5)
+    finally:
+        pg_server.psql(f"DROP DATABASE {database}")
+    (query,) = [q for q in finished.events("query") if q["query"].startswith("select pg_sleep")]
+    assert query["database"] == database, query

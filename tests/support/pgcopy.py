@@ -20,7 +20,13 @@ from dbprobe.errors import DbprobeError
 
 def make_usdt_less_copy(dest: Path, *, bindir: Path | None = None) -> Path:
     """Copy the installed PostgreSQL into ``dest`` with the ``postgres`` binary's USDT notes
-    removed; the new bindir.
+    removed; the new bindir (see make_copy)."""
+    return make_copy(dest, bindir=bindir, strip_usdt=True)
+
+
+def make_copy(dest: Path, *, bindir: Path | None = None, strip_usdt: bool = False) -> Path:
+    """Copy the installed PostgreSQL into ``dest``, with the ``postgres`` binary's USDT
+    notes removed if ``strip_usdt``; the new bindir.
 
     postgres finds its share and module directories relative to its own location, so the
     copy mirrors the installed layout below the common prefix: programs are copied (initdb
@@ -41,11 +47,12 @@ def make_usdt_less_copy(dest: Path, *, bindir: Path | None = None) -> Path:
         linked.parent.mkdir(parents=True, exist_ok=True)
         linked.symlink_to(original, target_is_directory=True)
     postgres = copy.bindir / "postgres"
-    run_checked(
-        ["objcopy", "--remove-section", STAPSDT_SECTION, str(postgres)], what="objcopy"
-    )
+    if strip_usdt:
+        run_checked(
+            ["objcopy", "--remove-section", STAPSDT_SECTION, str(postgres)], what="objcopy"
+        )
     _make_world_readable(dest)
-    if has_usdt_notes(postgres):
+    if strip_usdt and has_usdt_notes(postgres):
         raise DbprobeError(f"{postgres} still has {STAPSDT_SECTION} after objcopy")
     run_checked(
         [str(postgres), "--version"],

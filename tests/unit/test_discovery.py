@@ -14,7 +14,7 @@ import pytest
 from dbprobe.discover import targets
 from dbprobe.discover.processes import (HostBinary, ServerProcess, parse_container_id, parse_ns_pid,
                                         path_in_root, resolve_binary, user_in_passwd)
-from dbprobe.discover.replaced import (SCAN_EVERY_S, BinaryWatch, replaced, restart_path,
+from dbprobe.discover.replaced import (SCAN_EVERY_S, BinaryWatch, Changes, replaced, restart_path,
                                        untraced_servers, watched_binaries)
 from dbprobe.errors import DbprobeError
 from tests.support.sdtbin import build_sdt_probes
@@ -291,27 +291,60 @@ def test_a_replaced_binary_is_told_once_then_the_server_running_the_new_file() -
     now = [0.0]
     watch = BinaryWatch([target_of(running[0])], identity=disk.identity, find_servers=lambda: running,
                         clock=lambda: now[0])
-    assert watch.check() == []
+    assert watch.check() == Changes([], [])
     assert watch.restart_is_traced(running[0]) is True
 
     disk.files[POSTGRES] = NEW  # the package manager renames the new file into place
     disk.files["/proc/10/exe"] = TRACED  # what the old server still runs, deleted
     running[:] = [server(10, "/proc/10/exe", binary_in_root=POSTGRES, binary_deleted=True)]
-    assert watch.check() == [
+    assert watch.check() == Changes([
         f"{POSTGRES} was replaced on disk by a new file (as an upgrade installs it); the probes "
-        f"stay on the old one, so a PostgreSQL server started from it now is not traced: run "
-        f"dbprobe again to trace it"]
-    assert watch.check() == []
+        f"stay on the old one, so a PostgreSQL server started from it now is not traced until "
+        f"dbprobe has attached to the new file"], [])
+    assert watch.check() == Changes([], [])
     assert watch.restart_is_traced(running[0]) is False
 
-    running[:] = [server(11, POSTGRES)]  # restarted: a new pid, the new file
+    restarted = server(11, POSTGRES)  # a new pid, the new file
+    running[:] = [restarted]
     disk.files["/proc/11/exe"] = NEW
     now[0] += SCAN_EVERY_S - 0.1
-    assert watch.check() == []  # servers are looked for less often than the file
+    assert watch.check() == Changes([], [])  # servers are looked for less often than the file
     now[0] += 0.1
-    assert watch.check() == [f"PostgreSQL server pid 11 runs the new {POSTGRES} and is not traced: "
-                             f"run dbprobe again to trace it"]
-    assert watch.check() == []
+    assert watch.check() == Changes([f"PostgreSQL server pid 11 runs the new {POSTGRES} and is not "
+                                     f"traced yet: attaching to the new file"], [restarted])
+    assert watch.check() == Changes([], [])
+
+    watch.traced_now("postgresql", POSTGRES, NEW)  # its program is attached
+    assert watch.restart_is_traced(restarted) is True
+    running[:] = [restarted, server(12, POSTGRES)]  # another server of the new file
+    disk.files["/proc/12/exe"] = NEW
+    now[0] += SCAN_EVERY_S
+    assert watch.check() == Changes([], [])
+
+
+def test_a_stopped_server_makes_the_next_check_look_for_servers() -> None:
+    disk = Disk()
+    disk.files[POSTGRES] = NEW
+    scans = []
+    watch = BinaryWatch([target_of(server(10, POSTGRES))], identity=disk.identity,
+                        find_servers=lambda: scans.append(1) or [], clock=lambda: 0.0)
+    watch.check()
+    watch.check()
+    assert len(scans) == 1
+    watch.scan_soon()
+    watch.check()
+    assert len(scans) == 2
+
+
+def test_only_the_servers_wanted_are_untraced() -> None:
+    # Under -p: the traced server restarted, not another cluster of the same binary.
+    disk = Disk(p11=NEW, p12=NEW)
+    disk.files[POSTGRES] = NEW
+    ours, other = server(11, POSTGRES), server(12, POSTGRES)
+    watch = BinaryWatch([target_of(server(10, POSTGRES))], identity=disk.identity,
+                        find_servers=lambda: [ours, other], clock=lambda: 0.0,
+                        wanted=lambda candidate: candidate.pid == 11)
+    assert watch.check().untraced == [ours]
 
 
 def test_a_path_between_unlink_and_rename_is_not_replaced_yet() -> None:
@@ -319,7 +352,7 @@ def test_a_path_between_unlink_and_rename_is_not_replaced_yet() -> None:
     watch = BinaryWatch([target_of(server(10, POSTGRES))], identity=disk.identity,
                         find_servers=pytest.fail)
     del disk.files[POSTGRES]
-    assert watch.check() == []
+    assert watch.check() == Changes([], [])
 
 
 def test_binary_target_watches_the_file_given() -> None:
@@ -327,7 +360,7 @@ def test_binary_target_watches_the_file_given() -> None:
     disk = Disk()
     watch = BinaryWatch([target_of(binary=POSTGRES)], identity=disk.identity, find_servers=lambda: [])
     disk.files[POSTGRES] = NEW
-    assert len(watch.check()) == 1
+    assert len(watch.check().messages) == 1
 
 
 def test_a_server_running_a_deleted_binary_restarts_on_the_new_file() -> None:

@@ -1,4 +1,5 @@
-"""Names from the server's catalog, when the user gives ``--dsn``; never required.
+"""Names from the server's catalog: through a query when the user gives ``--dsn`` (never
+required), and database names from the server's own files (see below).
 
 Relation OIDs become schema-qualified names (for the database the DSN connects to, and the
 shared catalogs), database OIDs become names, and ``pg_blocking_pids()`` adds the server's
@@ -8,7 +9,11 @@ silent: the report goes on with OIDs and dbprobe's own attribution.
 
 from __future__ import annotations
 
+import os
+import re
+import struct
 from functools import lru_cache
+from pathlib import Path
 from typing import Callable
 
 
@@ -70,3 +75,108 @@ class PostgresCatalog:
     def close(self) -> None:
         if self._connection is not None:
             self._connection.close()
+
+
+# -- database names from the server's own files ------------------------------------------------
+#
+# A backend's event carries its database's OID; the name is in pg_database, a shared catalog
+# whose file (global/1262 unless VACUUM FULL moved it: global/pg_filenode.map says) holds
+# every database that existed at the last checkpoint. A database created since is only in
+# shared memory and in the WAL, which its CREATE DATABASE flushed at commit. Both are read
+# as root through the data directory (a running server's /proc/PID/cwd), without a query.
+
+PAGE_SIZE = 8192
+PG_DATABASE_OID = 1262
+NAMEDATALEN = 64
+RELMAP_MAGIC = 0x592717
+HEAP_XMIN_INVALID = 0x0200
+HEAP_XMAX_INVALID = 0x0800
+WAL_SEGMENTS_READ = 2  # the newest ones: a database created since the last checkpoint
+MAX_ENCODING = 64  # pg_database.encoding, the column after datname and datdba
+_WAL_SEGMENT = re.compile(r"[0-9A-F]{24}")
+
+
+def database_name_in_files(data_directory: str, oid: int) -> str | None:
+    """The name of database `oid`, from pg_database's file, else from the newest WAL."""
+    return (_name_in_heap(Path(data_directory, "global", str(_pg_database_file(data_directory))), oid)
+            or _name_in_wal(Path(data_directory, "pg_wal"), oid))
+
+
+def _pg_database_file(data_directory: str) -> int:
+    """pg_database's file number, from the shared relation map (1262 if unreadable)."""
+    try:
+        data = Path(data_directory, "global", "pg_filenode.map").read_bytes()
+    except OSError:
+        return PG_DATABASE_OID
+    if len(data) < 8 or struct.unpack_from("<i", data)[0] != RELMAP_MAGIC:
+        return PG_DATABASE_OID
+    count = struct.unpack_from("<i", data, 4)[0]
+    for index in range(max(0, min(count, (len(data) - 8) // 8))):
+        relation, file_number = struct.unpack_from("<II", data, 8 + 8 * index)
+        if relation == PG_DATABASE_OID:
+            return file_number
+    return PG_DATABASE_OID
+
+
+def _name_in_heap(path: Path, oid: int) -> str | None:
+    """The live tuple of `oid` in pg_database's heap pages (a dead one is a dropped or
+    renamed database's old version)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    for page in range(0, len(data) - PAGE_SIZE + 1, PAGE_SIZE):
+        lower = struct.unpack_from("<H", data, page + 12)[0]
+        for pointer in range(page + 24, min(page + lower, page + PAGE_SIZE), 4):
+            item = struct.unpack_from("<I", data, pointer)[0]
+            offset, flags = item & 0x7FFF, (item >> 15) & 3
+            if flags != 1 or offset + 23 + 4 + NAMEDATALEN > PAGE_SIZE:
+                continue
+            tuple_at = page + offset
+            xmax = struct.unpack_from("<I", data, tuple_at + 4)[0]
+            infomask = struct.unpack_from("<H", data, tuple_at + 20)[0]
+            data_at = tuple_at + data[tuple_at + 22]
+            if infomask & HEAP_XMIN_INVALID or (xmax and not infomask & HEAP_XMAX_INVALID):
+                continue
+            if struct.unpack_from("<I", data, data_at)[0] == oid:
+                return _name_at(data, data_at + 4)
+    return None
+
+
+def _name_in_wal(directory: Path, oid: int) -> str | None:
+    """The newest pg_database tuple of `oid` in the newest WAL segments: an OID followed
+    by a name (NUL-padded to NAMEDATALEN) and a plausible encoding two columns on."""
+    try:
+        segments = sorted(name for name in os.listdir(directory) if _WAL_SEGMENT.fullmatch(name))
+    except OSError:
+        return None
+    pattern = re.compile(re.escape(struct.pack("<I", oid)) + rb"[^\x00]", re.DOTALL)
+    for segment in reversed(segments[-WAL_SEGMENTS_READ:]):
+        try:
+            data = Path(directory, segment).read_bytes()
+        except OSError:
+            continue
+        found = None
+        for match in pattern.finditer(data):
+            name_at = match.start() + 4
+            name = _name_at(data, name_at)
+            end = name_at + NAMEDATALEN
+            if name is not None and end + 8 <= len(data) \
+                    and struct.unpack_from("<I", data, end + 4)[0] <= MAX_ENCODING:
+                found = name  # the last one is the newest version (a rename writes another)
+        if found is not None:
+            return found
+    return None
+
+
+def _name_at(data: bytes, at: int) -> str | None:
+    """A NUL-padded `name` column at `at`, if it is one: printable UTF-8, then only NULs."""
+    field = data[at:at + NAMEDATALEN]
+    text, _, padding = field.partition(b"\0")
+    if len(field) < NAMEDATALEN or not text or padding.strip(b"\0"):
+        return None
+    try:
+        name = text.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return name if name.isprintable() else None
