@@ -23,6 +23,7 @@ class Terminal:
         self._stderr = None
         self._messages: list[str] = []
         self._ascii_only = False
+        self._cursor = 1
 
     def __enter__(self) -> "Terminal":
         locale.setlocale(locale.LC_ALL, "")  # curses writes UTF-8 only under a UTF-8 locale
@@ -33,7 +34,7 @@ class Terminal:
             curses.cbreak()  # keys arrive one by one; Ctrl-C still stops the trace
             self._window.keypad(True)
             self._window.nodelay(True)
-            _hide_cursor()
+            self._cursor = _set_cursor(0)
         except BaseException:
             curses.endwin()
             raise
@@ -42,6 +43,7 @@ class Terminal:
 
     def __exit__(self, *exc) -> None:
         sys.stderr = self._stderr
+        _set_cursor(self._cursor)
         self._window.keypad(False)
         curses.nocbreak()
         curses.echo()
@@ -81,11 +83,13 @@ class Terminal:
         self._window.refresh()
 
 
-def _hide_cursor() -> None:
+def _set_cursor(visibility: int) -> int:
+    """Shows (1) or hides (0) the cursor; its visibility before. A terminal that cannot hide
+    it shows it."""
     try:
-        curses.curs_set(0)
+        return curses.curs_set(visibility)
     except curses.error:
-        pass  # a terminal that cannot hide it shows it
+        return 1
 
 
 class _Lines:
