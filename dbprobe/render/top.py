@@ -7,6 +7,7 @@ each does to the view, since the footer names them.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, replace
 from typing import Sequence
 
@@ -62,7 +63,7 @@ def screen(digest: ClassDigest | None, header: TopHeader, view: TopView, *, widt
         lines = (top + [FOOTER])[:height]
     else:
         lines = top + _table_lines(digest, view, width, room) + [FOOTER]
-    return [fit(line, width).ljust(width) for line in lines]
+    return [fit_cells(line, width) for line in lines]
 
 
 def _header(digest: ClassDigest | None, header: TopHeader, view: TopView) -> list[str]:
@@ -80,15 +81,14 @@ def _header(digest: ClassDigest | None, header: TopHeader, view: TopView) -> lis
 
 def _totals(digest: ClassDigest) -> str:
     seconds = digest.seconds or 1.0
-    untracked = (f"{digest.untracked:,} statements in no class (the class map is full)"
-                 if digest.untracked else "0 untracked")
+    untracked = f"{digest.untracked:,} statements untracked" if digest.untracked else "0 untracked"
     return (f"{_rate(digest.calls / seconds)} statements/s   "
             f"{_rate(digest.total_ns / 1e6 / seconds)} ms/s   "
             f"{len(digest.classes):,} classes   {untracked}")
 
 
 def _table_lines(digest: ClassDigest | None, view: TopView, width: int, room: int) -> list[str]:
-    rows = [] if digest is None else table_rows(digest, view, width)
+    rows = [] if digest is None else table_rows(digest, view)
     if not rows and digest is not None:
         rows = ["(no statements in this interval" + ("" if view.database is ALL_DATABASES
                                                      else " in this database") + ")"]
@@ -104,12 +104,11 @@ def table_header() -> str:
     return " ".join(cells + [COLUMNS[-1][0].ljust(COLUMNS[-1][1]), "QUERY"])
 
 
-def table_rows(digest: ClassDigest, view: TopView, width: int | None) -> list[str]:
-    """One line per class of the interval in the view's database, sorted by the view's key;
-    the query is cut to `width` (None never cuts)."""
+def table_rows(digest: ClassDigest, view: TopView) -> list[str]:
+    """One line per class of the interval in the view's database, sorted by the view's key,
+    its query whole."""
     seconds = digest.seconds or 1.0
-    return [fit(_row(totals, seconds, view.show_literals), width)
-            for totals in digest.ranked(view.sort)
+    return [_row(totals, seconds, view.show_literals) for totals in digest.ranked(view.sort)
             if view.database is ALL_DATABASES or totals.database == view.database]
 
 
@@ -156,12 +155,39 @@ def _duration(ms: float) -> str:
     return f"{ms / 1000:.0f}s"
 
 
+# Terminal cells -----------------------------------------------------------------------------
+
+def fit_cells(line: str, width: int) -> str:
+    """The line in exactly `width` terminal cells: cut with an ellipsis, or padded. East Asian
+    wide characters take two cells and combining marks none, as a terminal draws them."""
+    if line.isascii():
+        return fit(line, width).ljust(width)
+    used, kept = 0, []
+    for char in line:
+        cells = _cells(char)
+        if used + cells > width:
+            while kept and used + 1 > width:  # room for the ellipsis
+                used -= _cells(kept.pop())
+            kept.append("…")
+            used += 1
+            break
+        kept.append(char)
+        used += cells
+    return "".join(kept) + " " * (width - used)
+
+
+def _cells(char: str) -> int:
+    if unicodedata.combining(char):
+        return 0
+    return 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+
+
 # One plain table per interval, when stdout is no terminal ----------------------------------
 
 def interval_text(digest: ClassDigest, header: TopHeader, view: TopView) -> str:
     """An interval as plain lines: its time and totals, the table, a blank line; never cut."""
     lines = [f"# {clock(header.ended)}  {_totals(digest)}", table_header()]
-    lines += table_rows(digest, view, None) or ["(no statements in this interval)"]
+    lines += table_rows(digest, view) or ["(no statements in this interval)"]
     return "\n".join(lines) + "\n"
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Callable, Protocol, Sequence
 
 from dbprobe.correlate.statements import Correlator
-from dbprobe.digest.classes import ClassDigest
+from dbprobe.digest.classes import ClassDigest, ClassTotals
 from dbprobe.digest.distribution import log2_slot
 from dbprobe.discover.targets import Target
 from dbprobe.kernel.loop import ServerWatch, StopRequested, run, stop_on_signals
@@ -45,23 +45,27 @@ class StatementClasses:
     threshold at 0: one event per statement. A statement whose event the ring buffer
     dropped is counted as untracked."""
 
-    def __init__(self, trace: Trace, clock: Callable[[], float] = time.monotonic):
-        correlator = Correlator(trace.sources, trace.backends, databases=trace.databases)
-        trace.on(RawQuery, lambda raw: self.add(correlator.query(raw)))
-        self._lost = trace.collector.totals
+    def __init__(self, lost_events: Callable[[], int], clock: Callable[[], float] = time.monotonic):
+        self._lost_events = lost_events
         self._clock = clock
         self._digest = ClassDigest()
         self._since = clock()
-        self._lost_before = 0
+        self._lost_before = lost_events()
+
+    @classmethod
+    def open(cls, trace: Trace) -> "StatementClasses":
+        classes = cls(lambda: trace.collector.totals().lost)
+        correlator = Correlator(trace.sources, trace.backends, databases=trace.databases)
+        trace.on(RawQuery, lambda raw: classes.add(correlator.query(raw)))
+        return classes
 
     def add(self, query: Query) -> None:
         key = (query.database, query.fingerprint.id)
         totals = self._digest.classes.get(key)
-        duration_ns = round(query.duration_ms * 1e6)
         if totals is None:
-            self._digest.add(query.fingerprint, query.text, query.database, calls=0, total_ns=0,
-                             max_ns=0, errors=0, slow_calls=0, slots=())
-            totals = self._digest.classes[key]
+            totals = self._digest.classes[key] = ClassTotals(query.fingerprint, query.text,
+                                                             query.database)
+        duration_ns = round(query.duration_ms * 1e6)
         totals.calls += 1
         totals.total_ns += duration_ns
         totals.max_ns = max(totals.max_ns, duration_ns)
@@ -69,14 +73,14 @@ class StatementClasses:
         totals.slots[log2_slot(duration_ns / 1000)] += 1
 
     def read(self) -> ClassDigest:
-        now, lost = self._clock(), self._lost().lost
+        now, lost = self._clock(), self._lost_events()
         digest, self._digest = self._digest, ClassDigest()
         digest.seconds, digest.untracked = now - self._since, lost - self._lost_before
         self._since, self._lost_before = now, lost
         return digest
 
 
-STATEMENT_CLASSES = ClassSourceKind(query_threshold_ns=0, open=StatementClasses)
+STATEMENT_CLASSES = ClassSourceKind(query_threshold_ns=0, open=StatementClasses.open)
 
 
 # Where they are shown -----------------------------------------------------------------------

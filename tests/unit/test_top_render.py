@@ -16,8 +16,8 @@ import pytest
 from dbprobe.correlate.fingerprint import fingerprint
 from dbprobe.digest.classes import ClassDigest
 from dbprobe.kernel.records import HIST_SLOTS
-from dbprobe.render.top import (QUIT, TopHeader, TopView, interval_text, on_key, screen,
-                                table_header, table_rows)
+from dbprobe.render.top import (QUIT, TopHeader, TopView, fit_cells, interval_text, on_key,
+                                screen, table_header, table_rows)
 
 ENDED = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
 HEADER = TopHeader("PostgreSQL server pid 709", 2.0, ENDED)
@@ -156,7 +156,7 @@ def test_an_empty_interval_and_untracked_statements_are_said() -> None:
                    width=100, height=6)
     assert framed(lines) == golden("""
         |dbprobe top  22:13:20  MariaDB server pid 88  every 1 s                                             |
-        |0 statements/s   0 ms/s   0 classes   1,234 statements in no class (the class map is full)          |
+        |0 statements/s   0 ms/s   0 classes   1,234 statements untracked                                    |
         |sorted by MS/S (total)   database shop   warning: 5 events lost                                     |
         |CALLS/S    MS/S   MEAN    P95    P99 ERR/S DATABASE QUERY                                           |
         |(no statements in this interval in this database)                                                   |
@@ -172,8 +172,8 @@ def test_every_line_is_the_terminal_width_and_no_more_lines_than_its_height(widt
 
 
 def test_literals_are_hidden_unless_asked_for_and_control_characters_escaped() -> None:
-    hidden = table_rows(digest(), TopView(), None)
-    shown = table_rows(digest(), TopView(show_literals=True), None)
+    hidden = table_rows(digest(), TopView())
+    shown = table_rows(digest(), TopView(show_literals=True))
     assert not any("4711" in row or "x\\x1b" in row for row in hidden)
     assert any(row.endswith("insert into audit values (1, 'x\\x1b[2J')") for row in shown)
     assert not any("\x1b" in row for row in shown)
@@ -189,7 +189,7 @@ def test_names_from_the_traced_machine_are_escaped() -> None:
 
 def test_the_numbers_line_up_under_their_column_names() -> None:
     header = table_header()
-    row = table_rows(digest(), TopView(sort="calls"), None)[0]
+    row = table_rows(digest(), TopView(sort="calls"))[0]
     for name, value in [("CALLS/S", "12,000"), ("MS/S", "480.0"), ("MEAN", "40us"),
                         ("P95", "55us"), ("P99", "63us")]:
         assert row.index(value) + len(value) == header.index(name) + len(name)
@@ -206,6 +206,17 @@ def test_plain_table_per_interval_is_never_cut() -> None:
             5.0     2.5  500us  499us  509us   5.0 -        insert into audit values (?+)
          12,000   480.0   40us   55us   63us     0 bench    SELECT abalance FROM pgbench_accounts WHERE aid = ?
     """) + "\n"
+
+
+def test_wide_characters_take_two_cells_and_combining_marks_none() -> None:
+    assert fit_cells("select 注文 from t", 12) == "select 注文…"
+    assert fit_cells("select 注文", 8) == "select …"  # the wide character does not fit half
+    assert fit_cells("cafe\u0301", 6) == "cafe\u0301  "
+    assert fit_cells("注文", 1) == "…"
+    wide = [("select * from 注文 where id = 1", "shop", 1, 1_000, 1_000, 0, _slots(s1=1))]
+    row = screen(digest(wide), HEADER, TopView(), width=69, height=6)[4]
+    assert row == "    0.5     0.0    1us    1us    1us     0 shop     select * from 注…"
+    assert len(row) == 68  # characters; 69 cells
 
 
 # Keys ---------------------------------------------------------------------------------------
