@@ -44,6 +44,8 @@ def main() -> int:
             if time.monotonic() >= next_at:
                 number += 1
                 screen.show(interval(number), time.time())
+                if number == 2:
+                    screen.warn("warning: a made-up warning")
                 next_at += INTERVAL_S
             time.sleep(TICK_S)
     print(f"quit after {number} intervals", file=sys.stderr)

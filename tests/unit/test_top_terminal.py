@@ -28,12 +28,13 @@ def _rows(text: str) -> list[str]:
 
 
 def test_the_screen_shows_the_classes_and_its_keys_steer_it(session: TmuxSession) -> None:
-    text = session.wait_for(lambda t: "select pg_sleep(?)" in t, timeout=20)
+    # Once the one warning the made-up run gives is on the screen: the rest stays still.
+    text = session.wait_for(lambda t: "select pg_sleep(?)" in t and "made-up" in t, timeout=20)
     assert session.modes() == {"alternate_on": True, "cursor_flag": False, "keypad_flag": True}
     lines = session.screen()
     assert len(lines) == HEIGHT
     assert lines[0].startswith("dbprobe top  ") and "every 0.5 s" in lines[0]
-    assert lines[2].startswith("sorted by MS/S (total)   database all")
+    assert lines[2].startswith("sorted by MS/S (total)   database all   warning: a made-up")
     assert lines[-1].startswith("1-5 s S sort   d database   space p pause   q quit")
     assert [row.split()[6] for row in _rows(text)] == ["app", "shop", "shop"]
     assert "select pg_sleep(?)" in _rows(text)[0]
@@ -67,11 +68,13 @@ def test_a_resize_redraws_at_the_new_size(session: TmuxSession) -> None:
 
 
 def test_q_quits_with_the_terminal_given_back(session: TmuxSession) -> None:
-    session.wait_for(lambda t: "select pg_sleep(?)" in t, timeout=20)
+    text = session.wait_for(lambda t: "a made-up warning" in t, timeout=20)
+    assert text.split("\n")[2].endswith("database all   warning: a made-up warning")
     session.press("q")
     assert session.wait_exit() == 0
     assert not process_alive(session.pid)
     text = session.text()
     assert "quit after" in text  # written once curses had restored the screen
+    assert "dbprobe: warning: a made-up warning" in text  # kept for stderr until then
     assert "CALLS/S" not in text  # the full-screen view was taken down
     assert session.modes() == {"alternate_on": False, "cursor_flag": True, "keypad_flag": False}
