@@ -127,3 +127,7 @@ def test_top_shows_literals_when_asked(server) -> None:
                                                   (["--duration", "soon"], "'soon'")])
 def test_bad_options_are_one_line_errors(option, fragment) -> None:
     assert_one_line_error(run_dbprobe("top", *option), fragment)
+
+
+def test_a_pid_that_does_not_exist_is_a_one_line_error_before_any_screen(require_root_bpf) -> None:
+    assert_one_line_error(run_dbprobe("top", "-p", "4194304"), "no process with pid 4194304")
