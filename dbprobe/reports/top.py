@@ -3,7 +3,10 @@ keys steer, or as one plain table per interval when stdout is no terminal.
 
 Where the classes come from is a ``ClassSource``: something that, asked at the end of each
 interval, hands out the classes that grew in it. ``STATEMENT_CLASSES`` says which source
-``dbprobe top`` uses and what it needs the kernel to send to user space.
+``dbprobe top`` uses and what it needs the kernel to send to user space. Today that is
+``StatementClasses``, fed by every statement's event; a source that reads the kernel's own
+class map each interval takes its place with a ``ClassSourceKind`` of its own, whose
+threshold sends no statement to user space for ``top``'s sake.
 """
 
 from __future__ import annotations
