@@ -19,6 +19,7 @@ COMMANDS = {
     "locks": ("locks", "lock waits with their blockers live, and a digest by lock target on exit"),
     "txn": ("txn", "transactions with their statements live, and a digest on exit"),
     "waits": ("waits", "where the server's time goes: time per wait event, overall and per query class"),
+    "top": ("top", "statement classes live, full screen: calls/s, time/s, mean, p95, p99, errors"),
     "agent": ("agent", "always on: follow every server of the host, serve Prometheus metrics, write events"),
     "demo": ("demo", "the whole product on a throwaway PostgreSQL with a workload, in one command"),
     "list": ("listing", "the database servers found, and how each report would trace them"),

@@ -100,6 +100,7 @@ step_packages() {
     # separate debug file the DWARF reader is tested on.
     # prometheus is the real Prometheus the agent's tests start on a port of their own (its
     # service is not started, like the database servers').
+    # tmux is the real terminal that `dbprobe top`'s full-screen view is tested in.
     local wanted=(
         python3-bpfcc bpfcc-tools libbpfcc bpftrace
         python3-venv python3-pip
@@ -109,6 +110,7 @@ step_packages() {
         libc6-dbg
         docker.io docker-compose debootstrap util-linux
         prometheus
+        tmux
     )
     local missing
     mapfile -t missing < <(missing_packages "${wanted[@]}")
