@@ -10,6 +10,8 @@
  *   DBP_TXN_THRESHOLD_NS    transactions at or over this duration are sent to user space
  *   DBP_FILTER_PIDS    when set, only processes in the traced_pids map: user space puts a
  *                      server's processes there, and its new children join at fork
+ *   DBP_TASK_PID_OFFSET  where struct task_struct keeps the pid, from the running kernel's
+ *                      BTF (its headers may be another version's); unknown: not set
  *   DBP_RINGBUF_PAGES  pages of the ring buffer that carries records to user space; a
  *                      power of two
  *   DBP_WITH_<FAMILY>  set for each report family in the program (DBP_WITH_QUERY, ...), so
@@ -205,10 +207,9 @@ BPF_TABLE("lru_hash", u32, u8, traced_pids, 65536);
  */
 BPF_TABLE("lru_hash", u32, u32, server_of, 65536);
 
-TRACEPOINT_PROBE(sched, sched_process_fork)
+/* A process forked `child`: it joins its parent's server, and the traced processes. */
+static __always_inline void dbp_forked(u32 parent, u32 child)
 {
-	u32 parent = args->parent_pid;
-	u32 child = args->child_pid;
 	u32 *server = server_of.lookup(&parent);
 	if (server) {
 		u32 value = *server;
@@ -220,8 +221,25 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
 		traced_pids.update(&child, &yes);
 	}
 #endif
+}
+
+#ifdef DBP_TASK_PID_OFFSET
+/* A raw tracepoint, which holds no perf event: its arguments are the parent (the task that
+ * runs it) and the child, whose pid is at the offset the running kernel's BTF gives. */
+RAW_TRACEPOINT_PROBE(sched_process_fork)
+{
+	u32 child = 0;
+	bpf_probe_read_kernel(&child, sizeof(child), (void *)(ctx->args[1] + DBP_TASK_PID_OFFSET));
+	dbp_forked((u32)bpf_get_current_pid_tgid(), child);
 	return 0;
 }
+#else
+TRACEPOINT_PROBE(sched, sched_process_fork)
+{
+	dbp_forked(args->parent_pid, args->child_pid);
+	return 0;
+}
+#endif
 
 /* The server of the current process; 0 when unknown (started before user space saw it). */
 static __always_inline u32 dbp_server_of_current(void)

@@ -192,7 +192,7 @@ static __always_inline void waits_switch(u64 now, u32 prev_state, bool preempted
 		waits_switched_in(t, now);
 }
 
-#ifdef WAITS_TASK_PID_OFFSET
+#ifdef DBP_TASK_PID_OFFSET
 /*
  * The raw tracepoint: TP_PROTO(bool preempt, struct task_struct *prev, struct task_struct
  * *next, unsigned int prev_state). The next task's pid is read at its offset in the running
@@ -205,7 +205,7 @@ RAW_TRACEPOINT_PROBE(sched_switch)
 {
 	u32 next_tid = 0;
 	bpf_probe_read_kernel(&next_tid, sizeof(next_tid),
-			      (void *)(ctx->args[2] + WAITS_TASK_PID_OFFSET));
+			      (void *)(ctx->args[2] + DBP_TASK_PID_OFFSET));
 	u32 state = (u32)ctx->args[3];
 	waits_switch(bpf_ktime_get_ns(), state, ctx->args[0] || state == WAITS_TASK_RUNNING,
 		     next_tid);

@@ -61,8 +61,8 @@ class Parameters:
             flags.append("-DDBP_WITH_BREAKDOWN=1")
         if self.wait_profile:
             flags.append("-DDBP_WAITS_PROFILE=1")
-        if (self.breakdown or self.wait_profile) and self.task_pid_offset is not None:
-            flags.append(f"-DWAITS_TASK_PID_OFFSET={int(self.task_pid_offset)}")
+        if self.task_pid_offset is not None:
+            flags.append(f"-DDBP_TASK_PID_OFFSET={int(self.task_pid_offset)}")
         return tuple(flags)
 
 

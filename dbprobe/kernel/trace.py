@@ -196,9 +196,7 @@ def seed_servers(bpf, servers: Sequence[ServerProcess]) -> None:
 
 
 def _task_pid_offset(request: TraceRequest) -> int | None:
-    """Where the running kernel keeps a task's pid: the breakdown's scheduler probe reads it."""
-    if not (request.breakdown or request.wait_profile):
-        return None
+    """Where the running kernel keeps a task's pid: the fork and scheduler probes read it."""
     return btf.member_offset("task_struct", "pid")
 
 
