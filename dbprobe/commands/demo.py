@@ -2,8 +2,9 @@
 
 It creates a temporary cluster (initdb, its own port and socket, run as the postgres
 user; it never touches an existing cluster), runs an application-like workload with slow
-queries and lock contention, and traces it with the slow-query, lock and transaction
-reports together, live and as digests at the end. Everything is removed on every exit
+queries and lock contention, and traces it with the slow-query (with where each slow
+statement's time went), lock and transaction reports together, live and as digests at the
+end, and the statement classes as ``dbprobe top`` shows them. Everything is removed on every exit
 path, Ctrl-C included, unless --keep.
 """
 
@@ -20,6 +21,7 @@ from dbprobe.render.output import Output, terminal_width
 from dbprobe.reports.locks import LockReport
 from dbprobe.reports.queries import SlowQueryReport
 from dbprobe.reports.runner import trace_reports
+from dbprobe.reports.top import TopSnapshot
 from dbprobe.reports.txns import TxnReport
 from dbprobe.demo.workload import DemoWorkload
 from dbprobe.kernel.trace import TraceRequest
@@ -77,9 +79,10 @@ def run_command(args: argparse.Namespace) -> int:
             SlowQueryReport(Output(False, False, width, prefix="[slow] "), SLOW_THRESHOLD_NS),
             LockReport(Output(False, False, width, prefix="[lock] "), 0, catalog),
             TxnReport(Output(False, False, width, prefix="[txn]  "), TXN_THRESHOLD_NS),
+            TopSnapshot(Output(False, False, width, prefix="[top]  ")),
         ]
         request = TraceRequest(families=("query", "locks", "txn"), databases=("postgresql",),
-                               pid=server.pid,
+                               pid=server.pid, breakdown=True,
                                thresholds_ns={"query": SLOW_THRESHOLD_NS, "txn": TXN_THRESHOLD_NS})
         status(f"demo: attaching, then {args.clients} clients for {args.duration:g} s "
                "(Ctrl-C stops early; the digests follow)")

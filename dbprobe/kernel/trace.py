@@ -66,7 +66,7 @@ class Trace:
         self.databases = DatabaseNames()
         self.probes_attached = attachment.attached
         self._attachment = attachment
-        self._handlers: dict[type, Callable[[Any], None]] = {}
+        self._handlers: dict[type, list[Callable[[Any], None]]] = {}
         self.collector = Collector(attachment.bpf, self._deliver)
         self.started = time.time()  # the reports' windows begin once probes are live
 
@@ -125,11 +125,11 @@ class Trace:
             seed_servers(self._attachment.bpf, servers)
 
     def on(self, record_type: type, handler: Callable[[Any], None]) -> None:
-        self._handlers[record_type] = handler
+        """Call `handler` with every record of this type, after those registered before."""
+        self._handlers.setdefault(record_type, []).append(handler)
 
     def _deliver(self, record) -> None:
-        handler = self._handlers.get(type(record))
-        if handler is not None:
+        for handler in self._handlers.get(type(record), ()):
             handler(record)
 
     def close(self) -> None:

@@ -23,7 +23,7 @@ from dbprobe.kernel.trace import Trace
 class TraceSet:
     def __init__(self, first: Trace):
         self._members: list[tuple[Trace, int]] = []  # each with the offset of its hook ids
-        self._handlers: dict[type, Callable[[Any], None]] = {}
+        self._handlers: list[tuple[type, Callable[[Any], None]]] = []
         self.targets = []
         self.plans = []
         self.sources: dict = {}
@@ -50,11 +50,11 @@ class TraceSet:
         self.versions.update({hook + offset: version for hook, version in trace.versions.items()})
         if trace is not self._first:
             self.databases.merge(trace.databases)
-        for record_type, handler in self._handlers.items():
+        for record_type, handler in self._handlers:
             trace.on(record_type, _moved(handler, offset))
 
     def on(self, record_type: type, handler: Callable[[Any], None]) -> None:
-        self._handlers[record_type] = handler
+        self._handlers.append((record_type, handler))
         for trace, offset in self._members:
             trace.on(record_type, _moved(handler, offset))
 

@@ -33,7 +33,7 @@ def trace_reports(reports: Sequence[Report], request: TraceRequest, *, duration_
                   interval_s: float | None, on_attached: Callable[[], None] | None = None,
                   on_tick: Callable[[float], None] | None = None) -> None:
     """Attach, report live until stopped, print each report's digest; detach on every path."""
-    with stop_on_signals() as stop, Trace.open(request) as first, _following(first, request) as (trace, watch):
+    with stop_on_signals() as stop, Trace.open(request) as first, following(first, request) as (trace, watch):
         for report in reports:
             report.attach_to(trace)
         status(f"tracing {'; '.join(report.description for report in reports)}; "
@@ -63,15 +63,16 @@ def trace_reports(reports: Sequence[Report], request: TraceRequest, *, duration_
 
 
 @contextmanager
-def _following(first: Trace, request: TraceRequest) -> Iterator[tuple[TraceSet, ServerWatch]]:
+def following(first: Trace, request: TraceRequest, warn: Callable[[str], None] = status
+              ) -> Iterator[tuple[TraceSet, ServerWatch]]:
     """The trace set the reports read, and the watch that adds to it the programs of servers
     restarted on replaced binaries; on exit, the attaches under way are waited for and
     everything added is detached (the first trace is closed by its own context)."""
     traces = TraceSet(first)
     watch: ServerWatch | None = None
-    reattacher = Reattacher(traces, request, status,
+    reattacher = Reattacher(traces, request, warn,
                             on_attached=lambda db, path, file: watch.traced_now(db, path, file))
-    watch = ServerWatch(first.targets, status, filtered=request.pid is not None,
+    watch = ServerWatch(first.targets, warn, filtered=request.pid is not None,
                         reattacher=reattacher)
     try:
         yield traces, watch

@@ -18,13 +18,14 @@ from dbprobe.commands.options import MAX_THRESHOLD_NS
 from dbprobe.correlate.classes import ClassSamples
 from dbprobe.digest.classes import ClassDigest
 from dbprobe.discover.targets import Target
-from dbprobe.kernel.loop import ServerWatch, StopRequested, run, stop_on_signals
+from dbprobe.kernel.loop import StopRequested, run, stop_on_signals
 from dbprobe.kernel.maps import ClassCounters
 from dbprobe.kernel.records import RawClassSample
 from dbprobe.kernel.trace import Trace, TraceRequest
 from dbprobe.render import top as render
 from dbprobe.render.output import Output, status
 from dbprobe.reports.terminal import RESIZE, Terminal
+from dbprobe.reports.runner import following
 from dbprobe.reports.window import Window
 
 
@@ -60,6 +61,33 @@ class KernelClasses:
 
 
 STATEMENT_CLASSES = ClassSourceKind(query_threshold_ns=MAX_THRESHOLD_NS, open=KernelClasses)
+
+
+class TopSnapshot:
+    """``top``'s table once, for the whole run, as a report beside others: what
+    ``dbprobe demo`` shows of it."""
+
+    description = "statement classes"
+
+    def __init__(self, output: Output):
+        self._output = output
+        self._source: KernelClasses | None = None
+        self._servers = ""
+
+    def attach_to(self, trace: Trace) -> None:
+        self._source = KernelClasses(trace)
+        self._servers = servers_label(trace.targets)
+
+    def start(self) -> None:
+        pass
+
+    def tick(self, now: float) -> None:
+        pass
+
+    def print_digest(self) -> None:
+        digest = self._source.read()
+        header = render.TopHeader(self._servers, digest.seconds, time.time())
+        self._output.emit("\n" + render.interval_text(digest, header, render.TopView()))
 
 
 # Where they are shown -----------------------------------------------------------------------
@@ -204,15 +232,14 @@ class _StopOrQuit:
 def run_top(request: TraceRequest, source_kind: ClassSourceKind, *, interval_s: float,
             duration_s: float | None, screen_for: Callable[[render.TopHeader], Screen]) -> None:
     """Attach, show each interval's classes until stopped, detach on every path."""
-    with stop_on_signals() as signals, Trace.open(request) as trace:
-        source = source_kind.open(trace)
-        status(f"tracing statement classes; {trace.probes_attached} probes attached")
-        for line in trace.describe():
+    with stop_on_signals() as signals, Trace.open(request) as first:
+        status(f"tracing statement classes; {first.probes_attached} probes attached")
+        for line in first.describe():
             status(line)
-        header = render.TopHeader(servers_label(trace.targets), interval_s, time.time())
-        with screen_for(header) as screen:
+        header = render.TopHeader(servers_label(first.targets), interval_s, time.time())
+        with screen_for(header) as screen, following(first, request, screen.warn) as (trace, watch):
+            source = source_kind.open(trace)
             run(trace, duration_s=duration_s, interval_s=interval_s,
                 on_interval=lambda: screen.show(source.read(), time.time()),
-                stop=_StopOrQuit(signals, screen), on_tick=screen.tick,
-                watch=ServerWatch(trace.targets, screen.warn, filtered=request.pid is not None))
+                stop=_StopOrQuit(signals, screen), on_tick=screen.tick, watch=watch)
             screen.last(source.read(), time.time())

@@ -27,12 +27,19 @@ def test_demo_shows_all_three_reports_and_cleans_up(require_root_bpf):
     assert finished.returncode == 0, finished.stderr
     out = finished.stdout
 
-    assert re.search(r"^\[slow\] \S+ +\d+ +postgres +(simple|extended) +\d+\.\d+ select pg_sleep\(\?\)$", out, re.M)
+    # Each slow statement with where its time went: pg_sleep's, in its wait event.
+    assert re.search(r"^\[slow\] \S+ +\d+ +postgres +(simple|extended) +\d+\.\d+ \[cpu [^]]*"
+                     r"top Timeout:PgSleep [\d.]+ms\] select pg_sleep\(\?\)$", out, re.M)
     assert re.search(r"^\[lock\] .* (waited|WAITING) .* for .*Lock on ", out, re.M)
     assert re.search(r"^\[lock\]     blocker: pid \d+, idle in transaction", out, re.M)
     assert re.search(r"^\[txn\]  .* commit +3 +\d+\.\d begin; update accounts set balance = balance - \? where id = \?; commit$", out, re.M)
     for digest in ("[slow] # Slow-query digest", "[lock] # Lock-wait digest", "[txn]  # Transaction digest"):
         assert digest in out
+    # Every statement by class: the fast ones too, in the digest and as top shows them.
+    assert re.search(r"^\[slow\] +\d+ +[0-9a-f]{16} .*$\n^\[slow\] +select balance from accounts where id = \?$",
+                     out, re.M)
+    assert re.search(r"^\[top\]  CALLS/S +MS/S +MEAN +P95 +P99 +ERR/S +DATABASE +QUERY$", out, re.M)
+    assert re.search(r"^\[top\] .* postgres +select balance from accounts where id = \?$", out, re.M)
     assert "of public.accounts" in out  # the demo names relations through its own connection
     assert "workload running" in finished.stderr
 
