@@ -108,38 +108,39 @@ static __always_inline u64 dbp_class_select(u64 flag, u64 a, u64 b)
 	return b ^ ((a ^ b) & dbp_class_opaque(0 - flag));
 }
 
-/* The class hash of the `len` bytes at `text` (at most DBP_TEXT_MAX: what was captured). */
+/* The class hash of the `len` bytes at `text` (at most DBP_TEXT_MAX), which holds a 0 after
+ * them: the last byte's next. */
 static __always_inline u64 dbp_class_hash(const char *text, u64 len, u32 dialect)
 {
 	const struct dbp_class_table *table = class_tables.lookup(&dialect);
 	if (!table)
 		return 0;
-	u64 n = dbp_class_opaque(len > DBP_TEXT_MAX ? DBP_TEXT_MAX : len);
+	u64 n = len > DBP_TEXT_MAX ? DBP_TEXT_MAX : len;
 	u64 hash = DBP_CLASS_BASIS, saved = 0, state = 0;
 	u64 byte = (u8)text[0];
+	u64 info = table->info[byte & 255];
 
 #pragma clang loop unroll(disable)
 	for (u32 i = 0; i < DBP_TEXT_MAX; i++) {
 		if (i >= n)
 			break;
-		/* the next byte, or 0 past the last: no branch */
-		u64 more = dbp_class_opaque((u64)i + 1 - n) >> 63;
-		u64 next = (u8)text[(i + 1) & (DBP_TEXT_MAX - 1)] & dbp_class_opaque(0 - more);
-		u64 info = table->info[byte & 255];
-		u64 same = dbp_class_opaque((next ^ byte) - 1) >> 63;
-		u64 next_class = dbp_class_select(same, DBP_CLASS_N_SAME, (table->info[next & 255] >> 4) & 7);
+		u64 next = (u8)text[i + 1];
+		u64 next_info = table->info[next & 255];
+		u64 same = ((next ^ byte) - 1) >> 63;
+		u64 next_class = dbp_class_select(same, DBP_CLASS_N_SAME, (next_info >> 4) & 7);
 		u64 e = table->entry[((state << 7) | ((info & 15) << 3) | next_class) & (DBP_CLASS_ENTRIES - 1)];
 
 		u64 h = dbp_class_select((e >> 9) & 1, saved, hash);
 		saved = dbp_class_select((e >> 8) & 1, h, saved);
 		u64 use = (e >> 5) & 3;
-		u64 folded = byte + (((info >> 7) & 1) << 5);
+		u64 folded = byte + ((info >> 2) & 32);
 		u64 symbol = (folded & dbp_class_opaque(0 - (use & 1))) | (byte & dbp_class_opaque(0 - (use >> 1)));
-		symbol += ((e >> 7) & 1) << 8;
-		symbol += ((e >> 10) & 7) << 9;
+		symbol += (e & 0x80) << 1;
+		symbol += (e & 0x1c00) >> 1;
 		hash = (h ^ symbol) * (1 + (DBP_CLASS_PRIME - 1) * ((e >> 13) & 1));
 		state = e & 31;
 		byte = next;
+		info = next_info;
 	}
 	return hash;
 }
@@ -198,7 +199,7 @@ struct dbp_class_job {
 	u8 pending;
 	u32 len;
 	u32 reserved;
-	char text[DBP_TEXT_MAX];
+	char text[DBP_TEXT_MAX + 8];  /* and a 0 after the text: the hash looks one byte ahead */
 };
 
 BPF_PERCPU_ARRAY(class_jobs, struct dbp_class_job, 1);
@@ -233,6 +234,9 @@ static __always_inline void dbp_class_count(u32 server, u32 database, const char
 		size = DBP_TEXT_MAX;
 	if (text && size && bpf_probe_read_kernel(job->text, size, text) == 0)
 		job->len = size;
+	else
+		size = 0;
+	job->text[size] = 0;
 	job->pending = 1;
 }
 

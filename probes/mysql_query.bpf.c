@@ -63,7 +63,6 @@ struct my_text {
 	u32 len;
 	u8 flags;                  /* DBP_QF_TRUNCATED, DBP_QF_NO_TEXT */
 	u8 reserved[3];
-	u64 class_hash;            /* a prepared statement's class, hashed once; 0 until then */
 	char bytes[DBP_TEXT_MAX];
 };
 
@@ -113,7 +112,6 @@ static __always_inline void my_begin(struct my_command *slot, u8 command, u64 th
 static __always_inline void my_capture(struct my_text *text, u64 src, u64 len, bool sized)
 {
 	text->flags = 0;
-	text->class_hash = 0;
 	text->len = dbp_capture_text(text->bytes, DBP_TEXT_MAX, src, len, sized, &text->flags);
 }
 
@@ -207,7 +205,6 @@ static __always_inline void my_remember_prepared(struct my_command *slot)
 		return;
 	u32 stmt_id = reply[5] | (reply[6] << 8) | (reply[7] << 16) | ((u32)reply[8] << 24);
 	struct my_statement_key key = my_statement(slot->thd, stmt_id);
-	slot->text.class_hash = dbp_class_hash(slot->text.bytes, slot->text.len, DBP_DIALECT_MYSQL);
 	my_prepared.update(&key, &slot->text);
 	key.stmt_id = MY_LAST_STATEMENT;
 	my_prepared.update(&key, &slot->text);
@@ -219,7 +216,7 @@ static __always_inline void my_count_class(const struct my_command *slot, const 
 {
 	u32 server = bpf_get_current_pid_tgid() >> 32;
 	if (text)
-		dbp_class_count(server, 0, text->bytes, text->len, text->flags, text->class_hash,
+		dbp_class_count(server, 0, text->bytes, text->len, text->flags, 0,
 				DBP_DIALECT_MYSQL, protocol, duration, flags & DBP_QF_ERROR, slow, slot->hook);
 	else
 		dbp_class_count(server, 0, 0, 0, DBP_QF_NO_TEXT, DBP_CLASS_UNKNOWN_PREPARED,

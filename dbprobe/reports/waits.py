@@ -4,7 +4,7 @@ event over the whole server (counted in the kernel) and by statement class."""
 from __future__ import annotations
 
 from dbprobe.correlate.statements import Correlator
-from dbprobe.digest.waits import ClassWaitDigest, EventTime, ProfileRow, WaitProfile, ranked
+from dbprobe.digest.waits import ClassWaitDigest, EventTime, WaitProfile, ranked
 from dbprobe.engines.registry import engine_for
 from dbprobe.kernel.records import OFF_CPU_CLASSES, RawQuery
 from dbprobe.kernel.trace import Trace

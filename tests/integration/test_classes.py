@@ -16,6 +16,7 @@ from collections import Counter
 import pytest
 
 from dbprobe.demo.server import ThrowawayPostgres
+from tests.support.pgss import pgss_cluster
 from tests.support.tracing import DbprobeRun
 
 PGBENCH_SECONDS = 15
@@ -27,14 +28,8 @@ TRACER_CPU_BUDGET_S = 1.0
 
 
 @pytest.fixture(scope="module")
-def pgss_cluster():
-    with ThrowawayPostgres(settings={"shared_preload_libraries": "pg_stat_statements"}) as server:
-        server.psql("create extension pg_stat_statements")
-        initialised = server.run_as_postgres(["pgbench", "--initialize", "--scale=1", "--quiet"],
-                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                             text=True)
-        _, stderr = initialised.communicate(timeout=120)
-        assert initialised.returncode == 0, stderr
+def pgss_server():
+    with pgss_cluster() as server:
         yield server
 
 
@@ -61,8 +56,8 @@ def _pgss_calls(server: ThrowawayPostgres) -> Counter:
 
 @pytest.mark.parametrize("protocol", ["simple", "prepared"])
 def test_every_pgbench_statement_is_counted_as_pg_stat_statements_counts_it(require_root_bpf,
-                                                                           pgss_cluster, protocol):
-    server = pgss_cluster
+                                                                           pgss_server, protocol):
+    server = pgss_server
     server.psql("select pg_stat_statements_reset()")
     run = DbprobeRun(["slow", "--json", "--threshold", NEVER_SLOW, "-p", str(server.pid)])
     run.wait_attached()

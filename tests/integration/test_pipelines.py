@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import signal
 import subprocess
 from collections import Counter
 
@@ -19,6 +18,7 @@ import pytest
 from dbprobe.correlate.fingerprint import fingerprint
 from dbprobe.demo.server import ThrowawayPostgres
 from tests.support import pgwire
+from tests.support.pgss import pgss_cluster
 from tests.support.tracing import DbprobeRun, Finished
 
 asyncpg = pytest.importorskip("asyncpg")
@@ -202,14 +202,7 @@ select count(*) from pgbench_branches;
 @pytest.fixture(params=["usdt", "uprobe"])
 def pgss_server(request, require_root_bpf):
     bindir = request.getfixturevalue("usdt_less_postgres_bindir") if request.param == "uprobe" else None
-    with ThrowawayPostgres(bindir=bindir,
-                           settings={"shared_preload_libraries": "pg_stat_statements"}) as server:
-        server.psql("create extension pg_stat_statements")
-        initialised = server.run_as_postgres(["pgbench", "--initialize", "--scale=1", "--quiet"],
-                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                             text=True)
-        _, stderr = initialised.communicate(timeout=120)
-        assert initialised.returncode == 0, stderr
+    with pgss_cluster(bindir) as server:
         yield server
 
 

@@ -135,7 +135,7 @@ def test_binary_option_names_the_servers_of_its_file_through_a_link_or_replaced(
     link.symlink_to(binary)
     finished = run_dbprobe("slow", "--binary", str(link), "--duration", "0.5")
     assert finished.returncode == 0, finished.stderr
-    assert f"postgresql 15" in finished.stderr and f": pid {pg.pid} (" in finished.stderr
+    assert "postgresql 15" in finished.stderr and f": pid {pg.pid} (" in finished.stderr
     assert f"query: {binary} via usdt" in finished.stderr
     assert "no server running yet" not in finished.stderr
 

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import struct
 import time
-from concurrent.futures import Future
 from dataclasses import dataclass, field
-
-import pytest
 
 from dbprobe.discover.backends import LOOKUP_EVERY_S, DatabaseNames
 from dbprobe.discover.processes import ServerProcess

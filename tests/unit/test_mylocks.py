@@ -9,8 +9,6 @@ import ctypes
 import json
 import os
 import re
-import time
-from typing import Iterator
 
 import pytest
 
@@ -29,17 +27,7 @@ HOOK = 7
 MARIADB = Source("mariadb", "/usr/sbin/mariadbd", "uprobe")
 
 
-@pytest.fixture(autouse=True)
-def utc() -> Iterator[None]:
-    saved = os.environ.get("TZ")
-    os.environ["TZ"] = "UTC"
-    time.tzset()
-    yield
-    if saved is None:
-        del os.environ["TZ"]
-    else:
-        os.environ["TZ"] = saved
-    time.tzset()
+pytestmark = pytest.mark.usefixtures("utc")
 
 
 def lock_record(kind: int, ts_ns: int, wait_type: int, *, stage_address: int = 0, flags: int = 0,

@@ -6,9 +6,6 @@ Times are shown in local time: the tests run in UTC so that the text is the same
 from __future__ import annotations
 
 import json
-import os
-import time
-from collections.abc import Iterator
 from datetime import datetime, timezone
 
 import pytest
@@ -31,17 +28,7 @@ STOCK = Fingerprint("c4d3b2a190817263", "UPDATE stock SET n = n - ? WHERE item =
 SLEEP = Fingerprint("7e6f5a4b3c2d1e0f", "SELECT pg_sleep(?)")
 
 
-@pytest.fixture(autouse=True)
-def utc() -> Iterator[None]:
-    saved = os.environ.get("TZ")
-    os.environ["TZ"] = "UTC"
-    time.tzset()
-    yield
-    if saved is None:
-        del os.environ["TZ"]
-    else:
-        os.environ["TZ"] = saved
-    time.tzset()
+pytestmark = pytest.mark.usefixtures("utc")
 
 
 def query(text: str = "SELECT * FROM orders WHERE id = 42", duration_ms: float = 1234.5, *,

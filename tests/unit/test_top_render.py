@@ -6,10 +6,7 @@ Times are local: the tests run in UTC so that the text is the same everywhere.
 
 from __future__ import annotations
 
-import os
 import textwrap
-import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -23,17 +20,7 @@ ENDED = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
 HEADER = TopHeader("PostgreSQL server pid 709", 2.0, ENDED)
 
 
-@pytest.fixture(autouse=True)
-def utc() -> Iterator[None]:
-    saved = os.environ.get("TZ")
-    os.environ["TZ"] = "UTC"
-    time.tzset()
-    yield
-    if saved is None:
-        del os.environ["TZ"]
-    else:
-        os.environ["TZ"] = saved
-    time.tzset()
+pytestmark = pytest.mark.usefixtures("utc")
 
 
 def _slots(**counts: int) -> list[int]:
