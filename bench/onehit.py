@@ -27,6 +27,7 @@ from dbprobe.recipes import load
 # 15's headers by tests/unit/test_onehit_layout.py): st_activity_start_timestamp at 32,
 # st_databaseid at 48, st_state at 232, st_activity_raw at 248.
 ENTRY_ARGS = '["8@MyBEEntry", "4@pgstat_track_activity_query_size", "4@$32", "4@$48", "4@$232", "4@$248"]'
+DONE_ARGS = ENTRY_ARGS[:-1] + ', "4@arg2"]'  # and EndCommand's CommandDest
 FAMILY = f"""
 [families.query]
 source = "postgresql_onehit.bpf.c"
@@ -34,7 +35,7 @@ source = "postgresql_onehit.bpf.c"
 [[families.query.variants]]
 mechanism = "uprobe"
 hooks = [
-    {{ handler = "pg_statement_done", symbol = "EndCommand", args = {ENTRY_ARGS}, versions = ">=14,<17" }},
+    {{ handler = "pg_statement_done", symbol = "EndCommand", args = {DONE_ARGS}, versions = ">=14,<17" }},
     {{ handler = "pg_statement_failed", symbol = "AbortCurrentTransaction", args = {ENTRY_ARGS}, versions = ">=14,<17" }},
 ]
 """
