@@ -2,7 +2,7 @@
 describes under "Benchmarks": ``python -m bench.onehit [slow options] -p PID``.
 
 It runs the slow-query report as ``dbprobe slow`` does, but its query family is
-probes/postgresql_onehit.bpf.c, fed by EndCommand (each completed statement's
+bench/onehit.bpf.c (which includes the repository's probes/ headers), fed by EndCommand (each completed statement's
 CommandComplete) and AbortCurrentTransaction, which read the statement's start, database
 and text from the backend's own status entry instead of following its activity reports.
 The recipe below is this module's: the product's recipe does not have it.
@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+from pathlib import Path
 
 try:
     import tomllib
@@ -23,6 +24,8 @@ from dbprobe import cli
 from dbprobe.kernel import trace
 from dbprobe.recipes import load
 
+HERE = Path(__file__).resolve().parent
+
 # PgBackendStatus (utils/backend_status.h) on x86-64, PostgreSQL 14 to 16 (checked against
 # 15's headers by tests/unit/test_onehit_layout.py): st_activity_start_timestamp at 32,
 # st_databaseid at 48, st_state at 232, st_activity_raw at 248.
@@ -30,7 +33,7 @@ ENTRY_ARGS = '["8@MyBEEntry", "4@pgstat_track_activity_query_size", "4@$32", "4@
 DONE_ARGS = ENTRY_ARGS[:-1] + ', "4@arg2"]'  # and EndCommand's CommandDest
 FAMILY = f"""
 [families.query]
-source = "postgresql_onehit.bpf.c"
+source = "onehit.bpf.c"
 
 [[families.query.variants]]
 mechanism = "uprobe"
@@ -45,8 +48,7 @@ def onehit_recipe(database: str) -> load.Recipe:
     recipe = load.load_recipe(database)
     if database != "postgresql":
         return recipe
-    path = load.probes_dir() / "postgresql.toml"
-    family = load._family_from("query", tomllib.loads(FAMILY)["families"]["query"], path.parent,
+    family = load._family_from("query", tomllib.loads(FAMILY)["families"]["query"], HERE,
                                "onehit: families.query")
     return dataclasses.replace(recipe, families={**recipe.families, "query": family})
 

@@ -1,5 +1,5 @@
 /*
- * postgresql_onehit.bpf.c: statement timing for PostgreSQL from one probe hit per statement,
+ * onehit.bpf.c: statement timing for PostgreSQL from one probe hit per statement,
  * an experiment that bench/onehit.py measures against the query family (see the README,
  * "Benchmarks"); no report uses it.
  *
@@ -21,8 +21,8 @@
  * is read on CLOCK_TAI (the one wall clock BPF has) less DBP_TAI_OFFSET_NS, which user
  * space measures as it loads the program.
  */
-#include "query.h"
-#include "classes.h"
+#include "../probes/query.h"
+#include "../probes/classes.h"
 
 #ifndef DBP_TAI_OFFSET_NS
 #define DBP_TAI_OFFSET_NS 0
@@ -52,6 +52,8 @@ static __always_inline u64 pg_entry_field(u64 entry, const struct dbp_args *args
 static __always_inline void pg_onehit_count(const struct dbp_args *args, u16 hook, u8 protocol,
 					    u8 flags)
 {
+	if (!dbp_pid_wanted(bpf_get_current_pid_tgid() >> 32))
+		return;
 	u64 entry = dbp_arg(args, PG_ONEHIT_ENTRY);
 	if (!entry || pg_entry_field(entry, args, PG_ONEHIT_STATE_AT, 4) != PG_STATE_RUNNING)
 		return;             /* track_activities off, or no statement running */
