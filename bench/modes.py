@@ -47,4 +47,11 @@ MODES: dict[str, Mode] = {mode.key: mode for mode in (
     Mode("empty", "empty probes (floor)",
          "bpftrace -e 'PROBES { }' where PROBES are those dbprobe slow attaches: what the "
          "probe hits alone cost", default=False),
+    Mode("slow-onehit", "dbprobe slow 100ms, one hit",
+         "python -m bench.onehit --threshold 100ms --json -p PID: slow fed by EndCommand "
+         "and the backend's status entry, one probe hit per completed statement (README, "
+         "Benchmarks)", default=False),
+    Mode("empty-onehit", "empty probes, one hit (floor)",
+         "bpftrace -e 'PROBES { }' where PROBES are those bench.onehit attaches "
+         "(EndCommand, AbortCurrentTransaction)", default=False),
 )}

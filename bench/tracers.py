@@ -225,6 +225,23 @@ def _empty_probes(server: BenchServer, protocol: str, tools: Tools) -> Attached:
                                    ready_mark=bpftrace.READY_LINE, mark_on_stdout=True)])
 
 
+def _slow_onehit(server: BenchServer, protocol: str, tools: Tools) -> Attached:
+    process = TracerProcess("dbprobe-onehit", tools.dbprobe.module_argv(
+        "bench.onehit", "--threshold", "100ms", "--json", "-p", str(server.pid)),
+        tools.workdir, ready_mark=ATTACHED_MARK, **tools.dbprobe.popen_kwargs())
+    return DbprobeAttached([process])
+
+
+ONEHIT_PROBES = ("EndCommand", "AbortCurrentTransaction")
+
+
+def _empty_onehit(server: BenchServer, protocol: str, tools: Tools) -> Attached:
+    script = bpftrace.empty_probes_script(
+        bpftrace.probe_spec(str(server.binary), "uprobe", symbol, False) for symbol in ONEHIT_PROBES)
+    return Attached([TracerProcess("bpftrace-empty-onehit", ["bpftrace", "-e", script], tools.workdir,
+                                   ready_mark=bpftrace.READY_LINE, mark_on_stdout=True)])
+
+
 def _pg_stat_statements(server: BenchServer, protocol: str, tools: Tools) -> Attached:
     return PgStatStatementsAttached(server)
 
@@ -242,4 +259,6 @@ _ATTACHERS: dict[str, Callable[[BenchServer, str, Tools], Attached]] = {
     "agent": _agent,
     "pgss": _pg_stat_statements,
     "empty": _empty_probes,
+    "slow-onehit": _slow_onehit,
+    "empty-onehit": _empty_onehit,
 }
