@@ -101,10 +101,12 @@ step_packages() {
     # prometheus is the real Prometheus the agent's tests start on a port of their own (its
     # service is not started, like the database servers').
     # tmux is the real terminal that `dbprobe top`'s full-screen view is tested in.
+    # postgresql-server-dev-15's headers give the layout of the server's status entry, which
+    # the bench's one-hit experiment reads at hand-written offsets (its test checks them).
     local wanted=(
         python3-bpfcc bpfcc-tools libbpfcc bpftrace
         python3-venv python3-pip
-        postgresql postgresql-contrib
+        postgresql postgresql-contrib postgresql-server-dev-15
         mariadb-server mariadb-client
         systemtap-sdt-dev binutils gcc g++ libc6-dev make
         libc6-dbg

@@ -23,8 +23,8 @@ SIZES = (8, 4, 4, 8)
 
 @pytest.fixture(scope="module")
 def backend_status(tmp_path_factory: pytest.TempPathFactory) -> DebugInfo:
-    if not (SERVER_HEADERS / "utils" / "backend_status.h").is_file() or not shutil.which("gcc"):
-        pytest.skip("PostgreSQL 15's server headers (postgresql-server-dev-15) or gcc missing")
+    assert (SERVER_HEADERS / "utils" / "backend_status.h").is_file() and shutil.which("gcc"), \
+        "PostgreSQL 15's server headers or gcc missing: make setup installs postgresql-server-dev-15"
     folder = tmp_path_factory.mktemp("onehit")
     source = folder / "status.c"
     source.write_text('#include "postgres.h"\n#include "utils/backend_status.h"\n'
