@@ -180,7 +180,7 @@ static __always_inline bool dbp_class_send_sample(const struct dbp_class_key *ke
 
 /*
  * The statement a hook's run counted, for the class counter. The hash loop is verified
- * once, in a program of its own that the hook tail-calls as it ends (dbp_after_hook): in
+ * once, in a program of its own that the hook tail-calls as it ends (DBP_AFTER_HOOK): in
  * line, it would be verified again on every path that ends a statement, more than the
  * verifier follows. The statement's text is copied here because the rest of the hook may
  * reuse the slot it was in (the next statement of a pipeline begins in the same run).

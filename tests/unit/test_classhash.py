@@ -81,3 +81,22 @@ def test_the_tables_are_laid_out_as_the_kernel_reads_them():
     assert len(table_bytes(False)) == 256 * 2 + ENTRIES * 2
     assert table_bytes(False) != table_bytes(True)
     assert all(entry.pack() < 1 << 14 for entry in transitions(False))
+
+
+def test_the_constants_the_kernel_shares_with_the_model_are_the_same():
+    import re
+
+    from dbprobe.kernel import classhash
+    from dbprobe.recipes.load import probes_dir
+    from dbprobe.kernel.records import EV_CLASS
+
+    header = (probes_dir() / "classes.h").read_text()
+
+    def define(name: str) -> int:
+        return int(re.search(rf"#define\s+{name}\s+(0x[0-9a-fA-F]+|\d+)", header).group(1), 0)
+
+    assert define("DBP_EV_CLASS") == EV_CLASS
+    assert define("DBP_CLASS_ENTRIES") == classhash.ENTRIES
+    assert define("DBP_CLASS_N_SAME") == classhash.N_SAME
+    assert define("DBP_CLASS_BASIS") == classhash.FNV_BASIS
+    assert define("DBP_CLASS_PRIME") == classhash.FNV_PRIME
