@@ -147,14 +147,14 @@ class KernelClasses:
         return counts
 
     def _evict_idle(self, current: ClassCounters, now: float) -> ClassCounters:
-        idle = [key for key in current.classes
-                if now - self._last_grown.setdefault(key, now) >= EVICT_IDLE_S]
+        idle = {key for key in current.classes
+                if now - self._last_grown.setdefault(key, now) >= EVICT_IDLE_S}
         if not idle:
             return current
         self._collector.delete_classes(idle)
         for key in idle:
             del self._last_grown[key]
-        kept = {key: stats for key, stats in current.classes.items() if key not in set(idle)}
+        kept = {key: stats for key, stats in current.classes.items() if key not in idle}
         return ClassCounters(kept, current.untracked, current.samples_deferred)
 
     @property
