@@ -180,12 +180,15 @@ def test_keeps_running_when_the_server_stops(require_root_bpf):
     assert finished.events("summary")[-1]["slow"] == 1
 
 
-def test_a_short_connection_to_a_database_created_since_start_is_named(pg_server, require_root_bpf):
-    # No backend of the new database is alive when its event arrives: the name comes from
-    # the server's own files (the WAL its CREATE DATABASE flushed; no checkpoint since).
-    database = f"created_after_start_{int(time.time() * 1000) % 10**9}"
+def _short_connection_to_a_new_database(pg_server, prefix: str, before_create=lambda: None):
+    """The database of a slow statement on a short connection to a database created while
+    dbprobe runs, and that database's name. No backend of the new database is alive when
+    its event arrives: the name comes from the server's own files (the WAL its CREATE
+    DATABASE flushed)."""
+    database = f"{prefix}_{int(time.time() * 1000) % 10**9}"
     run = DbprobeRun(["slow", "--json", "--threshold", THRESHOLD, "-p", str(pg_server.pid)])
     run.wait_attached()
+    before_create()
     pg_server.psql(f"CREATE DATABASE {database}")
     try:
         # dbprobe reads the event only once the connection is gone, as on a busy machine.
@@ -199,4 +202,32 @@ def test_a_short_connection_to_a_database_created_since_start_is_named(pg_server
     finally:
         pg_server.psql(f"DROP DATABASE {database}")
     (query,) = [q for q in finished.events("query") if q["query"].startswith("select pg_sleep")]
+    return query, database
+
+
+def test_a_short_connection_to_a_database_created_since_start_is_named(pg_server, require_root_bpf):
+    query, database = _short_connection_to_a_new_database(pg_server, "created_after_start")
+    assert query["database"] == database, query
+
+
+def _checkpoint_keeping_segments_for_reuse(pg_server) -> None:
+    """As on a server that has run for a while: checkpoints have renamed old WAL segments
+    to the names of future ones, so the newest file names are not the WAL being written;
+    and the CHECKPOINT just before the CREATE DATABASE makes its pg_database change a
+    full-page image."""
+    pg_server.psql("create table if not exists wal_filler(x int)")
+    for _ in range(2):
+        pg_server.psql("insert into wal_filler values (1); select pg_switch_wal();" * 6 + "CHECKPOINT")
+    pg_server.psql("CHECKPOINT")
+    current = pg_server.psql("select pg_walfile_name(pg_current_wal_lsn())").strip()
+    segments = sorted(path.name for path in (pg_server.datadir / "pg_wal").iterdir()
+                      if len(path.name) == 24)
+    assert current not in segments[-2:], (current, segments)
+
+
+def test_a_new_database_is_named_after_checkpoints_kept_segments_for_reuse(
+        pg_server, require_root_bpf):
+    query, database = _short_connection_to_a_new_database(
+        pg_server, "created_after_checkpoints",
+        before_create=lambda: _checkpoint_keeping_segments_for_reuse(pg_server))
     assert query["database"] == database, query

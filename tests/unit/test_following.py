@@ -8,6 +8,8 @@ import struct
 import time
 from dataclasses import dataclass, field
 
+import pytest
+
 from dbprobe.discover.backends import LOOKUP_EVERY_S, DatabaseNames
 from dbprobe.discover.processes import ServerProcess
 from dbprobe.engines.postgresql import catalog
@@ -84,16 +86,67 @@ def test_the_live_tuple_of_an_oid_names_it(tmp_path) -> None:
     assert catalog._name_in_heap(tmp_path / "missing", 5) is None
 
 
-def test_the_wal_names_a_database_created_since_the_last_checkpoint(tmp_path) -> None:
-    wal = tmp_path / "pg_wal"
-    wal.mkdir()
+WAL_PAGE = 8192
+WAL_SEGMENT = 4 * WAL_PAGE
+SEGMENTS_PER_LOG = 2**32 // WAL_SEGMENT
+
+
+def wal_segment(directory, number: int, body: bytes, *, lived_as: int | None = None,
+                written_pages: int = 4) -> None:
+    """A WAL segment file named for segment `number` whose pages hold `body` after their
+    headers; their addresses are those of `lived_as` (a segment renamed for reuse), and
+    those of an older life after `written_pages` (where the server's writing stopped)."""
+    address = (number if lived_as is None else lived_as) * WAL_SEGMENT
+    data, at = bytearray(), 0
+    for page in range(WAL_SEGMENT // WAL_PAGE):
+        page_address = address + page * WAL_PAGE if page < written_pages else page * WAL_PAGE
+        first = page == 0
+        header = struct.pack("<HHIQI4x", 0xD110, catalog.XLP_LONG_HEADER if first else 0, 1,
+                             page_address, 0)
+        if first:
+            header += struct.pack("<QII", 7, WAL_SEGMENT, WAL_PAGE)
+        room = WAL_PAGE - len(header)
+        data += header + body[at:at + room].ljust(room, b"\0")
+        at += room
+    name = f"{1:08X}{number // SEGMENTS_PER_LOG:08X}{number % SEGMENTS_PER_LOG:08X}"
+    (directory / name).write_bytes(bytes(data))
+
+
+@pytest.fixture
+def wal(tmp_path):
+    directory = tmp_path / "pg_wal"
+    directory.mkdir()
+    (directory / "archive_status").mkdir()
+    return directory
+
+
+def test_the_wal_names_a_database_created_since_the_last_checkpoint(wal) -> None:
     noise = struct.pack("<I", 16384) + b"\x01\x02" + b"\0" * 200  # the OID as a block's database
-    (wal / "000000010000000000000001").write_bytes(b"x" * 100 + database_tuple(16384, "older"))
-    (wal / "000000010000000000000002").write_bytes(noise + database_tuple(16384, "created_since")
-                                                   + b"\0" * 100)
-    (wal / "archive_status").mkdir()
+    wal_segment(wal, 1, b"x" * 100 + database_tuple(16384, "older"))
+    wal_segment(wal, 2, noise + database_tuple(16384, "created_since") + b"\0" * 100)
     assert catalog._name_in_wal(wal, 16384) == "created_since"
     assert catalog._name_in_wal(wal, 16385) is None
+
+
+def test_segments_kept_for_reuse_and_a_segments_unwritten_pages_are_not_read(wal) -> None:
+    # A checkpoint renamed segments 0 and 1 to the names of 3 and 4, old contents and all.
+    wal_segment(wal, 2, database_tuple(16384, "created_since").ljust(WAL_PAGE * 2, b"\0")
+                + database_tuple(16384, "stale_tail"), written_pages=2)
+    wal_segment(wal, 3, database_tuple(16384, "dropped_long_ago"), lived_as=0)
+    wal_segment(wal, 4, database_tuple(16385, "dropped_too"), lived_as=1)
+    assert catalog._name_in_wal(wal, 16384) == "created_since"
+    assert catalog._name_in_wal(wal, 16385) is None
+
+
+def test_a_tuple_split_over_pages_or_segments_is_whole(wal) -> None:
+    across_pages = database_tuple(16384, "across_pages")
+    wal_segment(wal, 5, b"\1" * (WAL_PAGE - 40 - 40) + across_pages)
+    across_segments = database_tuple(16385, "across_segments")
+    end_of_body = WAL_SEGMENT - 40 - 3 * 24
+    wal_segment(wal, 6, b"\1" * (end_of_body - 50) + across_segments[:50])
+    wal_segment(wal, 7, across_segments[50:])
+    assert catalog._name_in_wal(wal, 16384) == "across_pages"
+    assert catalog._name_in_wal(wal, 16385) == "across_segments"
 
 
 def test_a_name_column_is_printable_text_padded_with_nuls() -> None:

@@ -14,7 +14,7 @@ import re
 import struct
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 
 class PostgresCatalog:
@@ -91,7 +91,14 @@ NAMEDATALEN = 64
 RELMAP_MAGIC = 0x592717
 HEAP_XMIN_INVALID = 0x0200
 HEAP_XMAX_INVALID = 0x0800
-WAL_SEGMENTS_READ = 2  # the newest ones: a database created since the last checkpoint
+# The newest WAL read for a database created since the last checkpoint; one created
+# before it is in pg_database's file, and an older one read from there once a later
+# checkpoint has written it.
+WAL_BYTES_READ = 256 * 1024 * 1024
+# XLogPageHeaderData and XLogLongPageHeaderData, MAXALIGNed; xlp_pageaddr at 8.
+WAL_SHORT_HEADER = 24
+WAL_LONG_HEADER = 40
+XLP_LONG_HEADER = 0x0002
 MAX_ENCODING = 64  # pg_database.encoding, the column after datname and datdba
 _WAL_SEGMENT = re.compile(r"[0-9A-F]{24}")
 
@@ -144,20 +151,18 @@ def _name_in_heap(path: Path, oid: int) -> str | None:
 
 
 def _name_in_wal(directory: Path, oid: int) -> str | None:
-    """The newest pg_database tuple of `oid` in the newest WAL segments: an OID followed
-    by a name (NUL-padded to NAMEDATALEN) and a plausible encoding two columns on."""
-    try:
-        segments = sorted(name for name in os.listdir(directory) if _WAL_SEGMENT.fullmatch(name))
-    except OSError:
-        return None
+    """The newest pg_database tuple of `oid` in the newest WAL: an OID followed by a name
+    (NUL-padded to NAMEDATALEN) and a plausible encoding two columns on. The tuple is in
+    the insert record's data or, for the first change of the page after a checkpoint, in
+    the record's full-page image (uncompressed: wal_compression is off by default)."""
+    segments = _written_segments(directory)
     pattern = re.compile(re.escape(struct.pack("<I", oid)) + rb"[^\x00]", re.DOTALL)
-    for segment in reversed(segments[-WAL_SEGMENTS_READ:]):
-        try:
-            data = Path(directory, segment).read_bytes()
-        except OSError:
-            continue
+    newer = b""
+    for body in segments:  # the newest first
+        # A tuple that starts at the end of a segment goes on in the next one.
+        data = body + newer[:NAMEDATALEN * 2]
         found = None
-        for match in pattern.finditer(data):
+        for match in pattern.finditer(data, 0, len(body)):
             name_at = match.start() + 4
             name = _name_at(data, name_at)
             end = name_at + NAMEDATALEN
@@ -166,7 +171,89 @@ def _name_in_wal(directory: Path, oid: int) -> str | None:
                 found = name  # the last one is the newest version (a rename writes another)
         if found is not None:
             return found
+        newer = body
     return None
+
+
+def _written_segments(directory: Path) -> Iterator[bytes]:
+    """The WAL the server wrote, newest segment first, each as its pages' contents without
+    their headers (so that a record split over pages is whole again), at most
+    WAL_BYTES_READ of it.
+
+    File names do not tell which segments hold WAL: a checkpoint renames the segments it
+    no longer needs to future names, to be reused, with their old contents. A page belongs
+    to the WAL when its header gives the address its place in the file names; the first
+    page that does not is where the server's writing stopped. The segments left are those
+    since about the last checkpoint, whose changes pg_database's file may not have yet."""
+    try:
+        names = [name for name in os.listdir(directory) if _WAL_SEGMENT.fullmatch(name)]
+    except OSError:
+        return
+    read = 0
+    seen: set[int] = set()
+    # The highest timeline first for each segment number: a promoted server's.
+    for name in sorted(names, key=lambda n: (int(n[8:16], 16), int(n[16:], 16), int(n[:8], 16)),
+                       reverse=True):
+        if read >= WAL_BYTES_READ:
+            return
+        data = _segment_if_written(Path(directory, name))
+        if data is None:
+            continue
+        segment_size, page_size = _segment_layout(data)
+        number = _segment_number(name, segment_size)
+        if number in seen:
+            continue
+        seen.add(number)
+        read += len(data)
+        yield _segment_body(data, number * segment_size, page_size)
+
+
+def _segment_if_written(path: Path) -> bytes | None:
+    """A segment's contents if its first page is where its name puts it (a segment kept
+    for reuse is only opened, not read)."""
+    try:
+        with path.open("rb") as file:
+            first = file.read(WAL_LONG_HEADER)
+            layout = _segment_layout(first)
+            if layout is None or _page_address(first, 0) != \
+                    _segment_number(path.name, layout[0]) * layout[0]:
+                return None
+            return first + file.read()
+    except OSError:
+        return None
+
+
+def _segment_number(name: str, segment_size: int) -> int:
+    """The number of the segment a file is named for: its log and segment parts."""
+    return int(name[8:16], 16) * (0x1_0000_0000 // segment_size) + int(name[16:], 16)
+
+
+def _page_address(data: bytes, page: int) -> int:
+    return struct.unpack_from("<Q", data, page + 8)[0]
+
+
+def _segment_layout(data: bytes) -> tuple[int, int] | None:
+    """The segment and page sizes a segment's first page header (the long one) gives."""
+    if len(data) < WAL_LONG_HEADER:
+        return None
+    info = struct.unpack_from("<H", data, 2)[0]
+    segment_size, page_size = struct.unpack_from("<II", data, 32)
+    if not info & XLP_LONG_HEADER or page_size < WAL_LONG_HEADER or page_size & (page_size - 1) \
+            or segment_size < page_size or segment_size & (segment_size - 1) \
+            or segment_size > 0x4000_0000:
+        return None
+    return segment_size, page_size
+
+
+def _segment_body(data: bytes, start: int, page_size: int) -> bytes:
+    """The contents of the segment's pages that the server wrote there (see above)."""
+    parts = []
+    for page in range(0, len(data) - page_size + 1, page_size):
+        if _page_address(data, page) != start + page:
+            break
+        header = WAL_LONG_HEADER if page == 0 else WAL_SHORT_HEADER
+        parts.append(data[page + header:page + page_size])
+    return b"".join(parts)
 
 
 def _name_at(data: bytes, at: int) -> str | None:
