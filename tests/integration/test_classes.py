@@ -155,7 +155,8 @@ def test_the_kernel_computes_each_class_as_the_model_does(pg_server, require_roo
         trace.on(RawClassSample, lambda raw: samples.setdefault(
             (raw.server, raw.database_oid, raw.hash), raw.text))
         with pg_server.connect(autocommit=True) as session:
-            for statement in SCANNER_CORPUS:
+            # Twice: the second time, each text's class is the one the kernel remembered.
+            for statement in SCANNER_CORPUS * 2:
                 try:
                     session.execute(statement)
                 except Exception:
@@ -168,7 +169,10 @@ def test_the_kernel_computes_each_class_as_the_model_does(pg_server, require_roo
     kernel_classes = {key.hash for key in counters.classes}
     missing = [s for s in SCANNER_CORPUS if class_hash(s.encode()) not in kernel_classes]
     assert not missing
-    for key in counters.classes:
+    for key, stats in counters.classes.items():
         text = samples[(key.server, key.database_oid, key.hash)]
         assert key.hash == class_hash(text), text
         assert key.server == pg_server.pid
+    for statement in ("select 12abc", "select 'it''s', e'a\\'b', 'x' 'y'", "select 1.5, .5, 1e5, 0x1f"):
+        [stats] = [v for k, v in counters.classes.items() if k.hash == class_hash(statement.encode())]
+        assert stats.calls == 2, statement
