@@ -94,21 +94,6 @@ BPF_PERCPU_ARRAY(class_counts, struct dbp_class_counts, 1);
 BPF_PERCPU_ARRAY(class_sample_scratch, struct dbp_class_sample, 1);
 BPF_PERCPU_ARRAY(class_zero_stats, struct dbp_class_stats, 1);
 
-/*
- * The class of a text seen before, remembered by a plain hash of its bytes: a prepared
- * statement's executions (and every client's) bring the same text again and again, and
- * eight bytes at a time is cheaper than the class scanner's one. Direct-mapped, per CPU:
- * an entry is the last text whose plain hash fell there.
- */
-#define DBP_CLASS_MEMO 1024            /* entries per CPU; a power of two */
-struct dbp_class_memo {
-	u64 text_hash;
-	u64 class_hash;
-	u32 len;
-	u32 dialect;
-};
-BPF_PERCPU_ARRAY(class_memo, struct dbp_class_memo, DBP_CLASS_MEMO);
-
 /* Hide a value from the compiler: BPF has no set-on-condition, so a comparison it found
  * would become a branch. */
 static __always_inline u64 dbp_class_opaque(u64 x)
@@ -156,27 +141,6 @@ static __always_inline u64 dbp_class_hash(const char *text, u64 len, u32 dialect
 		state = e & 31;
 		byte = next;
 		info = next_info;
-	}
-	return hash;
-}
-
-/* A plain hash of the `len` bytes at `text` (8-aligned), eight at a time. */
-static __always_inline u64 dbp_text_hash(const char *text, u64 len)
-{
-	const u64 *words = (const u64 *)text;
-	u64 n = len > DBP_TEXT_MAX ? DBP_TEXT_MAX : len;
-	u64 hash = DBP_CLASS_BASIS ^ n;
-
-#pragma clang loop unroll(disable)
-	for (u32 i = 0; i < DBP_TEXT_MAX / 8; i++) {
-		if (8 * i >= n)
-			break;
-		u64 left = n - 8 * i;
-		u64 word = words[i];
-		if (left < 8)
-			word &= (1ULL << (8 * left)) - 1;
-		hash = (hash ^ word) * DBP_CLASS_PRIME;
-		hash ^= hash >> 29;
 	}
 	return hash;
 }
@@ -235,12 +199,11 @@ struct dbp_class_job {
 	u8 pending;
 	u32 len;
 	u32 reserved;
-	u64 text_hash;             /* its text's plain hash, for the scanner to remember the class by */
 	char text[DBP_TEXT_MAX + 8];  /* and a 0 after the text: the hash looks one byte ahead */
 };
 
 BPF_PERCPU_ARRAY(class_jobs, struct dbp_class_job, 1);
-BPF_PROG_ARRAY(class_programs, 2);   /* dbp_class_counter, dbp_class_hasher: put there by user space */
+BPF_PROG_ARRAY(class_programs, 1);   /* [0]: dbp_class_counter, put there by user space */
 
 /*
  * Count one finished statement in its class, once the hook's run ends. `text` is kernel
@@ -292,12 +255,16 @@ static __always_inline void dbp_class_flush(struct pt_regs *ctx)
 }
 #define DBP_AFTER_HOOK(ctx) dbp_class_flush(ctx)   /* the generated entry points call it */
 
-/* Count the job's statement in its class `hash`. */
-static __always_inline void dbp_class_account(struct dbp_class_job *job, u64 hash)
+int dbp_class_counter(struct pt_regs *ctx)
 {
 	u32 zero = 0;
+	struct dbp_class_job *job = class_jobs.lookup(&zero);
+	if (!job || !job->pending)
+		return 0;
+	job->pending = 0;
+
 	struct dbp_class_key key = {};
-	key.hash = hash;
+	key.hash = job->hash ? job->hash : dbp_class_hash(job->text, job->len, job->dialect);
 	key.server = job->server;
 	key.database = job->database;
 
@@ -305,14 +272,14 @@ static __always_inline void dbp_class_account(struct dbp_class_job *job, u64 has
 	if (!stats) {
 		struct dbp_class_stats *fresh = class_zero_stats.lookup(&zero);
 		if (!fresh)
-			return;
+			return 0;
 		classes.insert(&key, fresh);  /* no overwrite: a class another CPU just made stays */
 		stats = classes.lookup(&key);
 		if (!stats) {
 			struct dbp_class_counts *counts = dbp_class_counts();
 			if (counts)
 				counts->untracked += 1;
-			return;
+			return 0;
 		}
 	}
 	u64 duration = job->duration;
@@ -337,54 +304,6 @@ static __always_inline void dbp_class_account(struct dbp_class_job *job, u64 has
 				counts->samples_deferred += 1;
 		}
 	}
-}
-
-/* The hooks' tail call: a text seen before is counted in its remembered class; another
- * goes on to the class scanner (dbp_class_hasher), in a program of its own, so that each
- * loop is verified once. */
-int dbp_class_counter(struct pt_regs *ctx)
-{
-	u32 zero = 0;
-	struct dbp_class_job *job = class_jobs.lookup(&zero);
-	if (!job || !job->pending)
-		return 0;
-	job->pending = 0;
-	if (job->hash) {
-		dbp_class_account(job, job->hash);
-		return 0;
-	}
-	u64 text_hash = dbp_text_hash(job->text, job->len);
-	u32 slot = text_hash & (DBP_CLASS_MEMO - 1);
-	struct dbp_class_memo *memo = class_memo.lookup(&slot);
-	if (memo && memo->text_hash == text_hash && memo->len == job->len &&
-	    memo->dialect == job->dialect) {
-		dbp_class_account(job, memo->class_hash);
-		return 0;
-	}
-	job->text_hash = text_hash;
-	class_programs.call(ctx, 1);
-	struct dbp_class_counts *counts = dbp_class_counts();  /* the scanner is not loaded */
-	if (counts)
-		counts->untracked += 1;
-	return 0;
-}
-
-int dbp_class_hasher(struct pt_regs *ctx)
-{
-	u32 zero = 0;
-	struct dbp_class_job *job = class_jobs.lookup(&zero);
-	if (!job)
-		return 0;
-	u64 class_hash = dbp_class_hash(job->text, job->len, job->dialect);
-	u32 slot = job->text_hash & (DBP_CLASS_MEMO - 1);
-	struct dbp_class_memo *memo = class_memo.lookup(&slot);
-	if (memo) {
-		memo->text_hash = job->text_hash;
-		memo->class_hash = class_hash;
-		memo->len = job->len;
-		memo->dialect = job->dialect;
-	}
-	dbp_class_account(job, class_hash);
 	return 0;
 }
 

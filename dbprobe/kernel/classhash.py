@@ -274,15 +274,13 @@ def install_class_counter(bpf) -> bool:
                              f"the tables are {len(data)}")
         ctypes.memmove(ctypes.addressof(leaf), data, len(data))
         tables[tables.Key(index)] = leaf
+    counter = bpf.load_func(COUNTER_PROGRAM, bpf.KPROBE)
     programs = bpf.get_table("class_programs")
-    for index, name in enumerate(TAIL_PROGRAMS):
-        programs[ctypes.c_int(index)] = ctypes.c_int(bpf.load_func(name, bpf.KPROBE).fd)
+    programs[ctypes.c_int(0)] = ctypes.c_int(counter.fd)
     return True
 
 
-# The programs the hooks tail-call, in the order of class_programs: the counter (with the
-# classes of texts seen before), then the scanner for a text it does not know.
-TAIL_PROGRAMS = (b"dbp_class_counter", b"dbp_class_hasher")
+COUNTER_PROGRAM = b"dbp_class_counter"
 
 
 # --- the model ------------------------------------------------------------------------------

@@ -155,7 +155,7 @@ def test_the_kernel_computes_each_class_as_the_model_does(pg_server, require_roo
         trace.on(RawClassSample, lambda raw: samples.setdefault(
             (raw.server, raw.database_oid, raw.hash), raw.text))
         with pg_server.connect(autocommit=True) as session:
-            # Twice: the second time, each text's class is the one the kernel remembered.
+            # Twice: each class is counted again, not made again.
             for statement in SCANNER_CORPUS * 2:
                 try:
                     session.execute(statement)
