@@ -25,17 +25,28 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
+@pytest.fixture(scope="session")
+def _stale_events_before_the_tests() -> set[str]:
+    from tests.support.tracing import stale_uprobe_events
+
+    return set(stale_uprobe_events())
+
+
 @pytest.fixture(autouse=True)
-def _no_tracer_outlives_its_test(request: pytest.FixtureRequest) -> Iterator[None]:
+def _no_tracer_outlives_its_test(request: pytest.FixtureRequest,
+                                 _stale_events_before_the_tests: set[str]) -> Iterator[None]:
     """A test that fails before stopping its dbprobe must not leave it attached, and no
-    integration test may leave a uprobe event of dbprobe's defined in tracefs."""
+    integration test may leave a uprobe event of dbprobe's defined in tracefs: neither one
+    of the processes it started, nor one of any dbprobe process that died during it."""
     yield
-    from tests.support.tracing import kill_leftover_runs, uprobe_events_left
+    from tests.support.tracing import kill_leftover_runs, stale_uprobe_events, uprobe_events_left
 
     kill_leftover_runs()
     if INTEGRATION_DIR in request.path.parents:
         left = uprobe_events_left()
         assert not left, "uprobe events left in tracefs:\n" + "\n".join(left)
+        stale = set(stale_uprobe_events()) - _stale_events_before_the_tests
+        assert not stale, "uprobe events of dead dbprobe processes in tracefs:\n" + "\n".join(sorted(stale))
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ import ctypes
 import itertools
 import os
 import re
+import time
 import tempfile
 from contextlib import contextmanager
 from typing import Iterator, Sequence
@@ -86,15 +87,26 @@ class Attachment:
         kind = UPROBE_RETURN if program.on_return else UPROBE_ENTRY
         for site in program.sites:
             name = f"dbprobe_{os.getpid()}_{next(_event_numbers)}".encode()
-            fd = self._attach_uprobe(function.fd, kind, name, site.binary.encode(),
-                                     site.file_offset, -1, site.ref_ctr_offset)
+            # libbcc says why a site is refused on fd 2; the error below says it in one line.
+            with _captured_stderr():
+                fd = self._attach_uprobe(function.fd, kind, name, site.binary.encode(),
+                                         site.file_offset, -1, site.ref_ctr_offset)
             if fd < 0:
-                # Where the uprobe PMU refuses a site, libbcc falls back on tracefs and may
-                # leave the event it defined there behind: remove it too.
-                self._lib.bpf_detach_uprobe(name)
+                # Where the uprobe PMU refuses a site, libbcc falls back on tracefs and
+                # leaves the event it defined there behind: remove it too.
+                self._remove_tracefs_event(name)
                 raise DbprobeError(f"cannot attach to {site.label} in {site.binary} at offset "
                                    f"{site.file_offset:#x}: {os.strerror(-fd) if fd < -1 else 'refused'}")
             self._events.append((name, fd))
+
+    def _remove_tracefs_event(self, name: bytes) -> None:
+        """Remove libbcc's tracefs entry for `name`, once more if the kernel still held it."""
+        for _ in range(REMOVE_TRIES):
+            with _captured_stderr():
+                self._lib.bpf_detach_uprobe(name)
+            if not tracefs_events(f"{name.decode()}_bcc_"):
+                return
+            time.sleep(REMOVE_RETRY_S)
 
     @property
     def attached(self) -> int:
@@ -118,6 +130,55 @@ class Attachment:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+REMOVE_TRIES = 3
+REMOVE_RETRY_S = 0.05
+UPROBE_EVENTS = ("/sys/kernel/tracing/uprobe_events", "/sys/kernel/debug/tracing/uprobe_events")
+_EVENT_OWNER = re.compile(r"^dbprobe_(\d+)_\d+_bcc_\d+$")
+
+
+def tracefs_events(prefix: str = "dbprobe_") -> list[str]:
+    """The names of the tracefs uprobe events that start with `prefix`."""
+    for path in UPROBE_EVENTS:
+        try:
+            with open(path) as events:
+                lines = events.read().splitlines()
+        except OSError:
+            continue
+        names = (line.split(" ", 1)[0].partition("/")[2] for line in lines)
+        return [name for name in names if name.startswith(prefix)]
+    return []
+
+
+def remove_stale_events() -> list[str]:
+    """Remove the tracefs uprobe events a dbprobe process left behind when it died (killed
+    while libbcc's tracefs fallback held one); the names removed. An event still in use
+    (another pid namespace's dbprobe, whose pid this one cannot see) is refused by the kernel
+    and stays."""
+    removed = []
+    for name in tracefs_events():
+        owner = _EVENT_OWNER.match(name)
+        if owner is None or os.path.exists(f"/proc/{owner.group(1)}"):
+            continue
+        if any(_write_event_line(path, f"-:uprobes/{name}\n") for path in UPROBE_EVENTS):
+            removed.append(name)
+    return removed
+
+
+def _write_event_line(path: str, line: str) -> bool:
+    """Write one definition to a tracefs events file (which cannot seek, so no "a" mode)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    except OSError:
+        return False
+    try:
+        os.write(fd, line.encode())
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _declare_attach_uprobe(lib):

@@ -18,7 +18,7 @@ from dbprobe.discover.targets import Target, choose_targets
 from dbprobe.engines.postgresql.catalog import database_name_in_files
 from dbprobe.errors import DbprobeError
 from dbprobe.kernel import btf, preflight
-from dbprobe.kernel.attach import Attachment
+from dbprobe.kernel.attach import Attachment, remove_stale_events
 from dbprobe.kernel.classhash import install_class_counter
 from dbprobe.kernel.maps import Collector
 from dbprobe.kernel.program import DEFAULT_RINGBUF_BYTES, Parameters, TraceProgram, build_program
@@ -89,6 +89,7 @@ class Trace:
                                 wait_profile=request.wait_profile,
                                 task_pid_offset=_task_pid_offset(request))
         program = build_program([plan for entry in bound for plan in entry.plans], parameters)
+        _remove_stale_events()
         attachment = Attachment(program.source, program.cflags)
         try:
             install_class_counter(attachment.bpf)
@@ -184,6 +185,13 @@ def _bind(target: Target, families: Sequence[str]) -> BoundTarget:
     plans = tuple(require_plan(plan_family(recipe, family, binary, target.version), target.db)
                   for family in families)
     return BoundTarget(target, binary, plans)
+
+
+def _remove_stale_events() -> None:
+    removed = remove_stale_events()
+    if removed:
+        status(f"removed {len(removed)} uprobe event{'s' if len(removed) > 1 else ''} that dbprobe "
+               f"processes left in tracefs when they died: {', '.join(removed)}")
 
 
 def seed_servers(bpf, servers: Sequence[ServerProcess]) -> None:

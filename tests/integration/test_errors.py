@@ -101,7 +101,7 @@ def test_not_root():
                           "privileges", "root")
 
 
-def test_a_failed_attach_leaves_nothing_attached(pg_server, require_root_bpf):
+def test_a_failed_attach_leaves_nothing_attached(pg_server, require_root_bpf, capfd):
     binary = ElfBinary(str(pg_server.bindir / "postgres"))
     plan = plan_family(load_recipe("postgresql"), "query", binary, None)
     broken = replace(plan.sites[-1], file_offset=os.path.getsize(binary.path) + 0x10000,
@@ -115,6 +115,7 @@ def test_a_failed_attach_leaves_nothing_attached(pg_server, require_root_bpf):
         assert attachment.attached == 0
         assert semaphore_value(pg_server.pid, binary.path, query_start.semaphore) == 0
         assert uprobe_events_left({os.getpid()}) == []  # not even libbcc's tracefs fallback
+        assert "perf_event_open" not in capfd.readouterr().err  # the error says it in one line
     finally:
         attachment.close()
 
@@ -142,3 +143,28 @@ def test_a_binary_path_is_never_code(tmp_path, require_root_bpf):
     finished = run_dbprobe("slow", "--binary", str(binary), "--duration", "1")
     assert finished.returncode == 0, finished.stderr
     assert "probes attached" in finished.stderr and "Traceback" not in finished.stderr
+
+
+def test_events_a_dead_dbprobe_left_in_tracefs_are_removed_by_the_next_run(pg_server, require_root_bpf):
+    # A dbprobe killed while libbcc's tracefs fallback held a uprobe leaves its entry behind,
+    # named after its pid: made here for a process that has exited.
+    dead = _exited_pid()
+    (site,) = ElfBinary(str(pg_server.bindir / "postgres")).usdt_probe_sites("postgresql", "query__start")
+    name = f"dbprobe_{dead}_0_bcc_{dead}"
+    events = os.open("/sys/kernel/tracing/uprobe_events", os.O_WRONLY | os.O_APPEND)
+    try:
+        os.write(events, f"p:uprobes/{name} {pg_server.bindir / 'postgres'}:{site.file_offset:#x}\n".encode())
+    finally:
+        os.close(events)
+    assert name in Path("/sys/kernel/tracing/uprobe_events").read_text()
+    finished = run_dbprobe("slow", "-p", str(pg_server.pid), "--duration", "0.5")
+    assert finished.returncode == 0, finished.stderr
+    assert name not in Path("/sys/kernel/tracing/uprobe_events").read_text()
+    assert f"removed 1 uprobe event that dbprobe processes left in tracefs when they died: {name}" \
+        in finished.stderr
+
+
+def _exited_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid

@@ -155,6 +155,24 @@ def uprobe_events_left(pids: set[int] | None = None) -> list[str]:
     return []
 
 
+def stale_uprobe_events() -> list[str]:
+    """The tracefs uprobe events named after a dbprobe process that no longer exists: what a
+    dbprobe that died, or detached badly, left behind."""
+    stale = []
+    for path in UPROBE_EVENTS_FILES:
+        try:
+            lines = path.read_text().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            name = line.split(" ", 1)[0].partition("/")[2]
+            owner = name.split("_")[1] if name.startswith("dbprobe_") else ""
+            if owner.isdigit() and not Path(f"/proc/{owner}").exists():
+                stale.append(name)
+        return stale
+    return []
+
+
 def semaphore_value(pid: int, binary: str, semaphore_vaddr: int) -> int:
     """The USDT semaphore (a u16) of a probe, read from a running process's memory."""
     real = os.path.realpath(binary)
