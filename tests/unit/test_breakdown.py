@@ -43,18 +43,11 @@ def test_wait_events_are_named_as_postgresql_15_names_them(info: int, name: str)
     assert engine_for("postgresql").wait_event_name(info, PG15) == name
 
 
-def test_a_version_without_tables_names_the_class_and_the_number() -> None:
-    assert wait_events.event_name(0x0A000011, "16.4") == "IO:17"
-    assert wait_events.event_name(0x03000005, "16.4") == "Lock:transactionid"
+def test_a_version_without_names_shows_the_class_and_the_number() -> None:
+    # Names for 12 to 18 are checked in test_wait_event_names.
+    assert wait_events.event_name(0x0A000011, "19.1") == "IO:17"
+    assert wait_events.event_name(0x03000005, "19.1") == "Lock:transactionid"
     assert wait_events.event_name(0x0C000001, PG15) == "class 0x0c:1"
-
-
-def test_every_postgresql_15_table_has_its_enum_length() -> None:
-    # Counted in PostgreSQL 15's utils/wait_event.h, storage/lwlocknames.h and lwlock.h.
-    tables = wait_events._TABLES_15
-    lengths = {klass: len(names) for klass, names in tables.items()}
-    assert lengths == {wait_events.ACTIVITY: 12, wait_events.CLIENT: 8, wait_events.IPC: 51,
-                       wait_events.TIMEOUT: 8, wait_events.IO: 74, wait_events.LWLOCK: 48 + 27}
 
 
 def _breakdown(**changes) -> Breakdown:
