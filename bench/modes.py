@@ -25,6 +25,9 @@ MODES: dict[str, Mode] = {mode.key: mode for mode in (
          "dbprobe slow --threshold 100ms --breakdown --json -p PID: with where each "
          "statement's time goes (the scheduler and file-call tracepoints); run it with slow "
          "to measure what it adds", default=False),
+    Mode("slow-breakdown-ref", "dbprobe slow 100ms --breakdown, --reference",
+         "dbprobe slow --threshold 100ms --breakdown --json -p PID, as the git revision "
+         "given by --reference has it", default=False),
     Mode("slow-all", "dbprobe slow 0 (all)",
          "dbprobe slow --threshold 0 --json -p PID > FILE"),
     Mode("three", "slow+locks+txn",

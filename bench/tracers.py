@@ -251,6 +251,8 @@ _ATTACHERS: dict[str, Callable[[BenchServer, str, Tools], Attached]] = {
     "slow": _dbprobe(["slow", "--threshold", "100ms", "--json"]),
     "slow-ref": _dbprobe(["slow", "--threshold", "100ms", "--json"], reference=True),
     "slow-breakdown": _dbprobe(["slow", "--threshold", "100ms", "--breakdown", "--json"]),
+    "slow-breakdown-ref": _dbprobe(["slow", "--threshold", "100ms", "--breakdown", "--json"],
+                                   reference=True),
     "slow-all": _dbprobe(["slow", "--threshold", "0", "--json"]),
     "three": _dbprobe(["slow", "--threshold", "100ms", "--json"], ["locks", "--json"],
                       ["txn", "--threshold", "100ms", "--json"]),

@@ -55,6 +55,24 @@ struct dbp_class_table {
 
 BPF_ARRAY(class_tables, struct dbp_class_table, 2);   /* by dialect */
 
+#ifdef DBP_WITH_BREAKDOWN
+/* Where a class's time went (probes/waits.h), summed over its statements. */
+struct dbp_class_time {
+	u64 statements;            /* the statements summed: those of a followed thread */
+	u64 cpu_ns;
+	u64 off_ns[DBP_OFF_CLASSES];
+	u64 reads;
+	u64 read_bytes;
+	u64 read_ns;
+	u64 writes;
+	u64 write_bytes;
+	u64 write_ns;
+};
+
+/* The current thread's statement as it ends; all zero for a thread not followed. */
+static __always_inline void waits_statement_time(struct dbp_class_time *time);   /* waits.h */
+#endif
+
 struct dbp_class_key {
 	u64 hash;
 	u32 server;                /* PostgreSQL: the postmaster's pid; MySQL: the server's */
@@ -69,6 +87,9 @@ struct dbp_class_stats {
 	u64 slow;                  /* calls at or over the query threshold */
 	u64 sampled;               /* the class's sample reached the ring buffer */
 	u64 hist[DBP_HIST_SLOTS];  /* calls per log2 slot of microseconds */
+#ifdef DBP_WITH_BREAKDOWN
+	struct dbp_class_time time;
+#endif
 };
 
 /* The first text of a class, sent once. */
@@ -199,6 +220,9 @@ struct dbp_class_job {
 	u8 pending;
 	u32 len;
 	u32 reserved;
+#ifdef DBP_WITH_BREAKDOWN
+	struct dbp_class_time time;   /* taken as the statement ends: the next may begin in the run */
+#endif
 	char text[DBP_TEXT_MAX + 8];  /* and a 0 after the text: the hash looks one byte ahead */
 };
 
@@ -237,8 +261,35 @@ static __always_inline void dbp_class_count(u32 server, u32 database, const char
 	else
 		size = 0;
 	job->text[size] = 0;
+#ifdef DBP_WITH_BREAKDOWN
+	waits_statement_time(&job->time);
+#endif
 	job->pending = 1;
 }
+
+#ifdef DBP_WITH_BREAKDOWN
+static __always_inline void dbp_class_add_time(struct dbp_class_time *sum, const struct dbp_class_time *time)
+{
+	if (!time->statements)
+		return;
+	__sync_fetch_and_add(&sum->statements, 1);
+	__sync_fetch_and_add(&sum->cpu_ns, time->cpu_ns);
+#pragma unroll
+	for (int i = 0; i < DBP_OFF_CLASSES; i++)
+		if (time->off_ns[i])
+			__sync_fetch_and_add(&sum->off_ns[i], time->off_ns[i]);
+	if (time->reads) {
+		__sync_fetch_and_add(&sum->reads, time->reads);
+		__sync_fetch_and_add(&sum->read_bytes, time->read_bytes);
+		__sync_fetch_and_add(&sum->read_ns, time->read_ns);
+	}
+	if (time->writes) {
+		__sync_fetch_and_add(&sum->writes, time->writes);
+		__sync_fetch_and_add(&sum->write_bytes, time->write_bytes);
+		__sync_fetch_and_add(&sum->write_ns, time->write_ns);
+	}
+}
+#endif
 
 /* The end of every hook's run: hand a counted statement to the class counter. */
 static __always_inline void dbp_class_flush(struct pt_regs *ctx)
@@ -293,6 +344,9 @@ int dbp_class_counter(struct pt_regs *ctx)
 		stats->max_ns = duration;
 	u32 slot = dbp_hist_slot(duration);
 	__sync_fetch_and_add(&stats->hist[slot & (DBP_HIST_SLOTS - 1)], 1);
+#ifdef DBP_WITH_BREAKDOWN
+	dbp_class_add_time(&stats->time, &job->time);
+#endif
 	/* Two CPUs may both send a new class's sample: user space keeps the first. */
 	if (!stats->sampled) {
 		stats->sampled = 1;

@@ -330,6 +330,29 @@ static __always_inline void waits_fill(struct dbp_query_event *ev)
 	ev->flags |= DBP_QF_BREAKDOWN;
 }
 
+/* The statement of the current thread ends: its parts, for its class's sums (classes.h). */
+static __always_inline void waits_statement_time(struct dbp_class_time *time)
+{
+	u32 tid = waits_tid();
+	struct waits_thread *t = waits_threads.lookup(&tid);
+	if (!t) {
+		__builtin_memset(time, 0, sizeof(*time));
+		return;
+	}
+	const struct dbp_breakdown *s = &t->statement;
+	time->statements = 1;
+	time->cpu_ns = t->cpu_ns + (bpf_ktime_get_ns() - t->on_since) - t->cpu_at_start;
+#pragma unroll
+	for (int i = 0; i < DBP_OFF_CLASSES; i++)
+		time->off_ns[i] = s->off_ns[i];
+	time->reads = s->reads;
+	time->read_bytes = s->read_bytes;
+	time->read_ns = s->read_ns;
+	time->writes = s->writes;
+	time->write_bytes = s->write_bytes;
+	time->write_ns = s->write_ns;
+}
+
 #else /* !DBP_WITH_BREAKDOWN */
 
 static __always_inline void waits_statement_begins(u64 now) {}

@@ -24,7 +24,7 @@ from typing import Callable, Protocol
 from dbprobe.correlate.classes import ClassSamples
 from dbprobe.digest.distribution import log2_slot
 from dbprobe.kernel.maps import ClassCounters, ClassKey
-from dbprobe.kernel.records import HIST_SLOTS, RawClassSample
+from dbprobe.kernel.records import HIST_SLOTS, Breakdown, RawClassSample
 from dbprobe.model import Query
 
 OTHER = "other"  # the fingerprint of everything folded together
@@ -46,6 +46,7 @@ class ClassCounts:
     total_ns: int
     errors: int
     slots: tuple[int, ...]  # calls per log2 slot of microseconds, HIST_SLOTS of them
+    breakdown: Breakdown | None = None  # where their time went, when the program counts it
 
 
 class ClassSource(Protocol):
@@ -141,7 +142,7 @@ class KernelClasses:
             fingerprint = sample.fingerprint.id if sample else f"{key.hash:016x}"
             text = sample.fingerprint.text if sample else OTHER_TEXT
             counts.append(ClassCounts(server, fingerprint, text, stats.calls, stats.total_ns,
-                                      stats.errors, stats.slots))
+                                      stats.errors, stats.slots, stats.breakdown))
         self._last = self._evict_idle(current, now)
         self._untracked = current.untracked
         return counts

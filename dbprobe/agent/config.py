@@ -64,6 +64,7 @@ class AgentConfig:
     thresholds_ns: Mapping[str, int] = field(default_factory=lambda: {
         family: parse_duration_ns(text, default_unit="ms") for family, text in DEFAULT_THRESHOLDS.items()})
     top_k: int = DEFAULT_TOP_K  # statement classes with series of their own, per server
+    breakdown: bool = False  # where each class's time went (CPU, I/O, waits): costs CPU, opt-in
     binaries: tuple[str, ...] = ()  # glob patterns of server binaries to follow; () follows all
     watch: tuple[str, ...] = DEFAULT_WATCH  # binaries attached before any server runs them
     detach_after_s: float = 30.0  # a binary no server runs (and not watched) stays this long
@@ -75,7 +76,7 @@ class AgentConfig:
 
     def tracing_differs(self, other: "AgentConfig") -> bool:
         """Whether going from this configuration to `other` needs the programs rebuilt."""
-        return (self.families != other.families
+        return (self.families != other.families or self.breakdown != other.breakdown
                 or self.kernel_thresholds_ns() != other.kernel_thresholds_ns())
 
 
@@ -112,8 +113,8 @@ def _read_toml(path: str) -> dict[str, Any]:
 
 
 def _from_document(document: Mapping[str, Any], where: str) -> AgentConfig:
-    known = {"listen", "events", "families", "databases", "thresholds", "top_k", "binaries",
-             "watch", "detach_after"}
+    known = {"listen", "events", "families", "databases", "thresholds", "top_k", "breakdown",
+             "binaries", "watch", "detach_after"}
     for key in document:
         if key not in known:
             raise ConfigError(f"{where}: unknown key '{key}' (known: {', '.join(sorted(known))})")
@@ -128,6 +129,7 @@ def _from_document(document: Mapping[str, Any], where: str) -> AgentConfig:
         databases=get.choices("databases", DATABASES) if "databases" in document else defaults.databases,
         thresholds_ns=_thresholds(document.get("thresholds", {}), where),
         top_k=get.whole("top_k", 1, MAX_TOP_K) if "top_k" in document else defaults.top_k,
+        breakdown=get.flag("breakdown") if "breakdown" in document else defaults.breakdown,
         binaries=get.patterns("binaries") if "binaries" in document else defaults.binaries,
         watch=get.patterns("watch") if "watch" in document else defaults.watch,
         detach_after_s=(get.duration_ns("detach_after", default_unit="s") / 1e9
@@ -155,6 +157,12 @@ class _Getter:
 
     def string(self, key: str) -> str:
         return self._typed(key, (str,), "a string")
+
+    def flag(self, key: str) -> bool:
+        value = self._table[key]
+        if not isinstance(value, bool):
+            raise self.fail(key, f"must be true or false, not {_toml_type(value)}")
+        return value
 
     def whole(self, key: str, low: int, high: int) -> int:
         value = self._typed(key, (int,), "a whole number")
@@ -258,5 +266,6 @@ def describe(config: AgentConfig) -> str:
     thresholds = ", ".join(f"{family} {ns / 1e6:g} ms" for family, ns in config.thresholds_ns.items()
                            if family in config.families)
     return (f"families {', '.join(config.families)} (thresholds {thresholds}); "
-            f"top {config.top_k} classes per server; events to "
+            f"top {config.top_k} classes per server"
+            f"{', where their time goes' if config.breakdown else ''}; events to "
             f"{'stdout' if config.events == '-' else config.events or 'nowhere'}")

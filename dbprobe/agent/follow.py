@@ -148,7 +148,8 @@ def families_for(db: str, wanted: Sequence[str]) -> tuple[str, ...]:
 def open_trace(target: Target, families: tuple[str, ...], config: AgentConfig) -> Attached:
     started = time.monotonic()
     request = TraceRequest(families=families, databases=(target.db,),
-                           thresholds_ns=config.kernel_thresholds_ns())
+                           thresholds_ns=config.kernel_thresholds_ns(),
+                           breakdown=config.breakdown and "query" in families)
     trace = Trace.open_target(target, request)
     return Attached(trace, families, time.monotonic() - started)
 

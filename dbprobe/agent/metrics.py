@@ -25,6 +25,7 @@ from prometheus_client.utils import floatToGoString
 
 from dbprobe import __version__
 from dbprobe.agent.stats import AgentStats, BinaryLabel
+from dbprobe.kernel.records import OFF_CPU_CLASSES, Breakdown
 
 # Buckets up to 2^26 µs (67 s): longer statements are counted in +Inf only.
 LAST_BUCKET_SLOT = 26
@@ -108,6 +109,7 @@ def _class_families(view: AgentView) -> list[Metric]:
                                     labels=labels)
     info = InfoMetricFamily("dbprobe_class", "The normalised text of a class (literals replaced by ?).",
                             labels=labels)
+    parts = _ClassBreakdown(labels)
     dbs = {server.id: server.db for server in view.servers}
     for sid, stats in view.stats.servers.items():
         db = dbs.get(sid, "")
@@ -119,7 +121,37 @@ def _class_families(view: AgentView) -> list[Metric]:
             errors.add_metric(values, totals.errors)
             latency.add_metric(values, buckets(totals.slots), totals.total_ns / 1e9)
             info.add_metric(values, {"query": series.text[:QUERY_TEXT_MAX]})
-    return [calls, seconds, errors, latency, info]
+            parts.add(values, totals.breakdown)
+    return [calls, seconds, errors, latency, info, *parts.families()]
+
+
+class _ClassBreakdown:
+    """Where each class's time went, with the breakdown on (``breakdown = true``)."""
+
+    def __init__(self, labels: list[str]):
+        self.cpu = CounterMetricFamily("dbprobe_class_cpu_seconds", "Time statements of a class spent on CPU.",
+                                       labels=labels, unit="seconds")
+        self.off_cpu = CounterMetricFamily(
+            "dbprobe_class_off_cpu_seconds",
+            "Time statements of a class spent off CPU, by what they waited for: io, lock, lwlock, "
+            "client, runq (a CPU) or other.", labels=[*labels, "reason"], unit="seconds")
+        self.read = CounterMetricFamily("dbprobe_class_read_bytes", "Bytes statements of a class read from files.",
+                                        labels=labels, unit="bytes")
+        self.written = CounterMetricFamily("dbprobe_class_write_bytes",
+                                           "Bytes statements of a class wrote to files.", labels=labels,
+                                           unit="bytes")
+
+    def add(self, values: list[str], breakdown: Breakdown | None) -> None:
+        if breakdown is None:
+            return
+        self.cpu.add_metric(values, breakdown.cpu_ns / 1e9)
+        for reason in OFF_CPU_CLASSES:
+            self.off_cpu.add_metric([*values, reason], breakdown.off_ns.get(reason, 0) / 1e9)
+        self.read.add_metric(values, breakdown.read_bytes)
+        self.written.add_metric(values, breakdown.write_bytes)
+
+    def families(self) -> list[Metric]:
+        return [self.cpu, self.off_cpu, self.read, self.written]
 
 
 def _lock_families(view: AgentView) -> list[Metric]:

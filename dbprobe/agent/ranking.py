@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from dbprobe.agent.classes import OTHER, OTHER_TEXT, ClassCounts
-from dbprobe.kernel.records import HIST_SLOTS
+from dbprobe.kernel.records import HIST_SLOTS, Breakdown
 
 RERANK_EVERY_S = 10.0
 HALF_LIFE_S = 3600.0
@@ -32,6 +32,7 @@ class ClassTotals:
     total_ns: int = 0
     errors: int = 0
     slots: list[int] = field(default_factory=lambda: [0] * HIST_SLOTS)
+    breakdown: Breakdown | None = None  # with the breakdown on
 
     def add(self, counts: ClassCounts) -> None:
         self.calls += counts.calls
@@ -40,6 +41,9 @@ class ClassTotals:
         for index, number in enumerate(counts.slots):
             if number:
                 self.slots[index] += number
+        if counts.breakdown is not None:
+            self.breakdown = (counts.breakdown if self.breakdown is None
+                              else self.breakdown + counts.breakdown)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="rank classes by total time (the default), mean, calls, p99 or errors")
     parser.add_argument("--duration", type=seconds, metavar="S",
                         help="stop after this long (30, 30s, 5m); default: until q or Ctrl-C")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="add where each class's time went (its largest part: cpu, io, lock, "
+                             "lwlock, client, runq or other), counted in the kernel per thread, "
+                             "at some 2 us of CPU per statement: see README")
     parser.add_argument("--show-literals", action="store_true",
                         help="show a sample statement of each class as sent, literals included "
                              "(they can hold secrets)")
@@ -31,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_command(args: argparse.Namespace) -> int:
     request = TraceRequest(families=("query",), databases=DATABASES, pid=args.pid,
                            binary=args.binary,
-                           thresholds_ns={"query": STATEMENT_CLASSES.query_threshold_ns})
+                           thresholds_ns={"query": STATEMENT_CLASSES.query_threshold_ns},
+                           breakdown=args.breakdown)
     view = TopView(sort=args.sort, show_literals=args.show_literals)
     interactive = stdout_is_terminal()
 

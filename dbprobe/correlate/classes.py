@@ -70,5 +70,5 @@ class ClassSamples:
                                                if key.database_oid else None)
             digest.add(fingerprint, text, database, calls=stats.calls, total_ns=stats.total_ns,
                        max_ns=stats.max_ns, errors=stats.errors, slow_calls=stats.slow,
-                       slots=stats.slots)
+                       slots=stats.slots, breakdown=stats.breakdown, timed=stats.timed)
         return digest

@@ -89,19 +89,23 @@ class Correlator:
 
 def time_breakdown(raw: Breakdown, engine: Engine, version: str | None) -> TimeBreakdown:
     """The kernel's counts in milliseconds, the wait events named for the server's version."""
-    off = raw.off_ns
     waits = sorted(
         (WaitTime("other wait events" if info == WAIT_EVENT_MORE else engine.wait_event_name(info, version),
                   count, ns / 1e6)
          for info, count, ns in raw.waits),
         key=lambda wait: -wait.ms)
+    return in_milliseconds(raw, tuple(waits))
+
+
+def in_milliseconds(raw: Breakdown, waits: tuple[WaitTime, ...] = ()) -> TimeBreakdown:
+    off = raw.off_ns
     return TimeBreakdown(
         cpu_ms=raw.cpu_ns / 1e6, io_ms=off.get("io", 0) / 1e6, lock_ms=off.get("lock", 0) / 1e6,
         lwlock_ms=off.get("lwlock", 0) / 1e6, client_ms=off.get("client", 0) / 1e6,
         runq_ms=off.get("runq", 0) / 1e6, other_ms=off.get("other", 0) / 1e6,
         reads=raw.reads, read_bytes=raw.read_bytes, read_ms=raw.read_ns / 1e6,
         writes=raw.writes, write_bytes=raw.write_bytes, write_ms=raw.write_ns / 1e6,
-        waits=tuple(waits),
+        waits=waits,
     )
 
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from dbprobe.correlate.fingerprint import Fingerprint
-from dbprobe.kernel.records import HIST_SLOTS
+from dbprobe.correlate.statements import in_milliseconds
+from dbprobe.kernel.records import HIST_SLOTS, Breakdown
+from dbprobe.model import TimeBreakdown
 
 _NS_PER_US = 1000
 _NS_PER_MS = 1_000_000
@@ -32,9 +34,12 @@ class ClassTotals:
     errors: int = 0
     slow_calls: int = 0  # calls at or over the query threshold
     slots: list[int] = field(default_factory=lambda: [0] * HIST_SLOTS)
+    breakdown: Breakdown | None = None  # with the breakdown on: summed over `timed` calls
+    timed: int = 0
 
     def add(self, calls: int, total_ns: int, max_ns: int, errors: int, slow_calls: int,
-            slots: tuple[int, ...] | list[int]) -> None:
+            slots: tuple[int, ...] | list[int], breakdown: Breakdown | None = None,
+            timed: int = 0) -> None:
         self.calls += calls
         self.total_ns += total_ns
         self.max_ns = max(self.max_ns, max_ns)
@@ -42,6 +47,14 @@ class ClassTotals:
         self.slow_calls += slow_calls
         for slot, count in enumerate(slots):
             self.slots[slot] += count
+        if breakdown is not None:
+            self.breakdown = breakdown if self.breakdown is None else self.breakdown + breakdown
+            self.timed += timed
+
+    @property
+    def time(self) -> TimeBreakdown | None:
+        """Where the class's time went, in milliseconds, when the trace counted it."""
+        return None if self.breakdown is None else in_milliseconds(self.breakdown)
 
     @property
     def total_ms(self) -> float:
@@ -89,12 +102,13 @@ class ClassDigest:
 
     def add(self, fingerprint: Fingerprint, sample: str, database: str | None, *, calls: int,
             total_ns: int, max_ns: int, errors: int, slow_calls: int,
-            slots: tuple[int, ...] | list[int]) -> None:
+            slots: tuple[int, ...] | list[int], breakdown: Breakdown | None = None,
+            timed: int = 0) -> None:
         key = (database, fingerprint.id)
         totals = self.classes.get(key)
         if totals is None:
             totals = self.classes[key] = ClassTotals(fingerprint, sample, database)
-        totals.add(calls, total_ns, max_ns, errors, slow_calls, slots)
+        totals.add(calls, total_ns, max_ns, errors, slow_calls, slots, breakdown, timed)
 
     def ranked(self, by: str = "total") -> list[ClassTotals]:
         """The classes, the largest first by ``by``: total, mean, calls, p99 or errors."""

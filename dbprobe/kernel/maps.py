@@ -9,7 +9,8 @@ from typing import Callable
 
 from dbprobe.errors import DbprobeError
 
-from dbprobe.kernel.records import HIST_SLOTS, PROTOCOLS, RawQuery, decode
+from dbprobe.kernel.records import (HIST_SLOTS, OFF_CPU_CLASSES, PROTOCOLS, Breakdown, RawQuery,
+                                    decode)
 
 _NS_PER_US = 1000
 
@@ -86,17 +87,30 @@ class ClassStats:
     errors: int
     slow: int  # calls at or over the query threshold
     slots: tuple[int, ...]  # calls per log2 slot of microseconds, HIST_SLOTS of them
+    # With the breakdown on: where its statements' time went, summed over `timed` of them
+    # (every one, unless the kernel's table of threads was full).
+    breakdown: Breakdown | None = None
+    timed: int = 0
 
     def __add__(self, other: "ClassStats") -> "ClassStats":
         return ClassStats(self.calls + other.calls, self.total_ns + other.total_ns,
                           max(self.max_ns, other.max_ns), self.errors + other.errors,
-                          self.slow + other.slow, tuple(a + b for a, b in zip(self.slots, other.slots)))
+                          self.slow + other.slow, tuple(a + b for a, b in zip(self.slots, other.slots)),
+                          _summed(self.breakdown, other.breakdown), self.timed + other.timed)
 
     def __sub__(self, earlier: "ClassStats") -> "ClassStats":
         slots = tuple(a - b for a, b in zip(self.slots, earlier.slots))
+        breakdown = (self.breakdown - earlier.breakdown
+                     if self.breakdown is not None and earlier.breakdown is not None else self.breakdown)
         return ClassStats(self.calls - earlier.calls, self.total_ns - earlier.total_ns,
                           _max_since(self, earlier, slots), self.errors - earlier.errors,
-                          self.slow - earlier.slow, slots)
+                          self.slow - earlier.slow, slots, breakdown, self.timed - earlier.timed)
+
+
+def _summed(one: Breakdown | None, other: Breakdown | None) -> Breakdown | None:
+    if one is None or other is None:
+        return one if other is None else other
+    return one + other
 
 
 def _max_since(now: ClassStats, earlier: ClassStats, slots: tuple[int, ...]) -> int:
@@ -282,7 +296,7 @@ class Collector:
         classes = {
             ClassKey(key.server, key.database, key.hash):
                 ClassStats(value.calls, value.total_ns, value.max_ns, value.errors, value.slow,
-                           tuple(value.hist))
+                           tuple(value.hist), *_class_time(value))
             for key, value in pairs
         }
         counts = self.summed("class_counts")
@@ -303,6 +317,18 @@ class Collector:
             protocol: tuple(counts[number * HIST_SLOTS:(number + 1) * HIST_SLOTS])
             for number, protocol in enumerate(PROTOCOLS)
         })
+
+
+def _class_time(value) -> tuple[Breakdown | None, int]:
+    """A class's summed breakdown and how many statements it sums, when the program counts
+    one (probes/classes.h, struct dbp_class_time)."""
+    time = getattr(value, "time", None)
+    if time is None:
+        return None, 0
+    breakdown = Breakdown(cpu_ns=time.cpu_ns, off_ns=dict(zip(OFF_CPU_CLASSES, time.off_ns)),
+                          reads=time.reads, read_bytes=time.read_bytes, read_ns=time.read_ns,
+                          writes=time.writes, write_bytes=time.write_bytes, write_ns=time.write_ns)
+    return breakdown, time.statements
 
 
 def map_value_size(fd: int) -> int | None:

@@ -210,6 +210,22 @@ class Breakdown:
     def total_ns(self) -> int:
         return self.cpu_ns + sum(self.off_ns.values())
 
+    def __add__(self, other: "Breakdown") -> "Breakdown":
+        """Two breakdowns summed (a class's statements); their wait events are not kept."""
+        return self._combined(other, 1)
+
+    def __sub__(self, earlier: "Breakdown") -> "Breakdown":
+        return self._combined(earlier, -1)
+
+    def _combined(self, other: "Breakdown", sign: int) -> "Breakdown":
+        off = {name: self.off_ns.get(name, 0) + sign * other.off_ns.get(name, 0)
+               for name in OFF_CPU_CLASSES}
+        numbers = {name: getattr(self, name) + sign * getattr(other, name) for name in _SUMMED}
+        return Breakdown(off_ns=off, **numbers)
+
+
+_SUMMED = ("cpu_ns", "reads", "read_bytes", "read_ns", "writes", "write_bytes", "write_ns")
+
 
 @dataclass(frozen=True, slots=True)
 class RawQuery:

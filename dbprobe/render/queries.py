@@ -89,16 +89,23 @@ def query_json(query: Query, *, show_literals: bool) -> str:
 def _breakdown_json(breakdown: TimeBreakdown | None) -> str:
     if breakdown is None:
         return ""
-    times = ", ".join(f'"{name}_ms": {round(ms, 3)}' for name, ms in (
-        ("cpu", breakdown.cpu_ms), ("io", breakdown.io_ms), ("lock", breakdown.lock_ms),
-        ("lwlock", breakdown.lwlock_ms), ("client", breakdown.client_ms),
-        ("runq", breakdown.runq_ms), ("other", breakdown.other_ms)))
+    parts = ", ".join(f'"{name}": {value}' for name, value in breakdown_fields(breakdown).items())
     waits = ", ".join(f'{{"event": {_dump_string(wait.event)}, "count": {wait.count}, '
                       f'"ms": {round(wait.ms, 3)}}}' for wait in breakdown.waits)
-    return (f', {times}, "reads": {breakdown.reads}, "read_bytes": {breakdown.read_bytes}, '
-            f'"read_ms": {round(breakdown.read_ms, 3)}, "writes": {breakdown.writes}, '
-            f'"write_bytes": {breakdown.write_bytes}, "write_ms": {round(breakdown.write_ms, 3)}, '
-            f'"waits": [{waits}]')
+    return f', {parts}, "waits": [{waits}]'
+
+
+BREAKDOWN_PARTS = ("cpu", "io", "lock", "lwlock", "client", "runq", "other")
+
+
+def breakdown_fields(breakdown: TimeBreakdown) -> dict[str, float | int]:
+    """The JSON fields of a breakdown, its wait events aside."""
+    fields: dict[str, float | int] = {f"{part}_ms": round(getattr(breakdown, f"{part}_ms"), 3)
+                                      for part in BREAKDOWN_PARTS}
+    fields.update(reads=breakdown.reads, read_bytes=breakdown.read_bytes,
+                  read_ms=round(breakdown.read_ms, 3), writes=breakdown.writes,
+                  write_bytes=breakdown.write_bytes, write_ms=round(breakdown.write_ms, 3))
+    return fields
 
 
 # The digest ---------------------------------------------------------------------------
@@ -167,8 +174,14 @@ def _profile_table(classes: Sequence[ClassTotals], total_ns: int, width: int | N
     indent = " " * (len(rule.split()[0]) + 2)
     out = [fit(header, width), fit(rule, width)]
     for line, totals in zip(lines, classes):
-        out += [fit(line, width), fit(indent + class_text(totals, show_literals), width)]
+        out += [fit(line, width), fit(indent + _class_parts(totals) + class_text(totals, show_literals), width)]
     return "\n".join(out)
+
+
+def _class_parts(totals: ClassTotals) -> str:
+    """Where a class's time went, summed over its calls, when the trace counted it."""
+    time = totals.time
+    return "" if time is None else f"[{breakdown_text(time)}] "
 
 
 def class_text(totals: ClassTotals, show_literals: bool) -> str:
@@ -217,6 +230,8 @@ def class_json(rank: int, totals: ClassTotals, total_ns: int, show_literals: boo
         "slow_calls": totals.slow_calls,
         "histogram_us": histogram_json(tuple(totals.slots)),
     }
+    if totals.time is not None:
+        record.update(breakdown_fields(totals.time), timed_calls=totals.timed)
     if show_literals:
         record["sample"] = totals.sample
     return record

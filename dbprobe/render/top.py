@@ -13,6 +13,7 @@ from typing import Sequence
 
 from dbprobe.digest.classes import SORT_KEYS, ClassDigest, ClassTotals
 from dbprobe.model import Statement
+from dbprobe.render.queries import BREAKDOWN_PARTS
 from dbprobe.render.text import clock, cut, fit, statement_text, terminal_safe
 
 SORTS = tuple(SORT_KEYS)  # total, mean, calls, p99, errors: keys 1 to 5
@@ -24,6 +25,8 @@ COLUMNS = (("CALLS/S", 7), ("MS/S", 7), ("MEAN", 6), ("P95", 6), ("P99", 6), ("E
 _NUMBER_COLUMNS = len(COLUMNS) - 1  # right-aligned; the database is left-aligned
 
 SORT_COLUMNS = {"total": "MS/S", "mean": "MEAN", "calls": "CALLS/S", "p99": "P99", "errors": "ERR/S"}
+# With the breakdown on: where most of a class's time went ("io 72%"), before the database.
+TIME_COLUMN = ("MOSTLY", 11)
 
 HEADER_LINES = 3
 TABLE_HEADER_LINE = HEADER_LINES  # the line a terminal shows highlighted
@@ -94,13 +97,20 @@ def _table_lines(digest: ClassDigest | None, view: TopView, width: int, room: in
                                                      else " in this database") + ")"]
     if len(rows) > room:
         rows = rows[: max(room - 1, 0)] + [f"... and {len(rows) - room + 1:,} more classes"][:room]
-    return [table_header()] + rows + [""] * (room - len(rows))
+    return [table_header(digest is not None and has_breakdown(digest))] + rows + [""] * (room - len(rows))
 
 
 # The table ----------------------------------------------------------------------------------
 
-def table_header() -> str:
+def has_breakdown(digest: ClassDigest) -> bool:
+    """Whether the trace counted where the classes' time went (top --breakdown)."""
+    return any(totals.breakdown is not None for totals in digest.classes.values())
+
+
+def table_header(breakdown: bool = False) -> str:
     cells = [name.rjust(size) for name, size in COLUMNS[:_NUMBER_COLUMNS]]
+    if breakdown:
+        cells.append(TIME_COLUMN[0].ljust(TIME_COLUMN[1]))
     return " ".join(cells + [COLUMNS[-1][0].ljust(COLUMNS[-1][1]), "QUERY"])
 
 
@@ -108,17 +118,36 @@ def table_rows(digest: ClassDigest, view: TopView) -> list[str]:
     """One line per class of the interval in the view's database, sorted by the view's key,
     its query whole."""
     seconds = digest.seconds or 1.0
-    return [_row(totals, seconds, view.show_literals) for totals in digest.ranked(view.sort)
+    breakdown = has_breakdown(digest)
+    return [_row(totals, seconds, view.show_literals, breakdown) for totals in digest.ranked(view.sort)
             if view.database is ALL_DATABASES or totals.database == view.database]
 
 
-def _row(totals: ClassTotals, seconds: float, show_literals: bool) -> str:
+def _row(totals: ClassTotals, seconds: float, show_literals: bool, breakdown: bool) -> str:
     numbers = (_rate(totals.calls / seconds), _rate(totals.total_ms / seconds),
                _duration(totals.mean_ms), _duration(totals.percentile_ms(0.95)),
                _duration(totals.percentile_ms(0.99)), _rate(totals.errors / seconds))
     database = cut(terminal_safe(totals.database or "-"), COLUMNS[-1][1])
     cells = [text.rjust(size) for text, (_, size) in zip(numbers, COLUMNS)]
+    if breakdown:
+        cells.append(mostly(totals).ljust(TIME_COLUMN[1]))
     return " ".join(cells + [database.ljust(COLUMNS[-1][1]), _query(totals, show_literals)])
+
+
+def mostly(totals: ClassTotals) -> str:
+    """The part of a class's time that is the largest, and its share: ``io 72%``.
+
+    A class whose statements were not followed (none timed) shows ``-``.
+    """
+    time = totals.time
+    if time is None or not totals.timed:
+        return "-"
+    parts = {part: getattr(time, f"{part}_ms") for part in BREAKDOWN_PARTS}
+    whole = sum(parts.values())
+    if whole <= 0:
+        return "-"
+    part, ms = max(parts.items(), key=lambda item: item[1])
+    return f"{part} {100 * ms / whole:.0f}%"
 
 
 def _query(totals: ClassTotals, show_literals: bool) -> str:
@@ -186,7 +215,7 @@ def _cells(char: str) -> int:
 
 def interval_text(digest: ClassDigest, header: TopHeader, view: TopView) -> str:
     """An interval as plain lines: its time and totals, the table, a blank line; never cut."""
-    lines = [f"# {clock(header.ended)}  {_totals(digest)}", table_header()]
+    lines = [f"# {clock(header.ended)}  {_totals(digest)}", table_header(has_breakdown(digest))]
     lines += table_rows(digest, view) or ["(no statements in this interval)"]
     return "\n".join(lines) + "\n"
 

@@ -79,13 +79,14 @@ def pg_bindir(root: Path) -> Path:
 
 
 def agent_config(root: Path, pg_bindir: Path, **overrides: str) -> str:
-    values = {"top_k": "20", "query": '"0"', **overrides}
+    values = {"top_k": "20", "query": '"0"', "breakdown": "true", **overrides}
     return f'''
 listen = "127.0.0.1:0"
 events = "{root / 'events.jsonl'}"
 binaries = ["{root}/*"]
 watch = ["{pg_bindir / 'postgres'}"]
 top_k = {values['top_k']}
+breakdown = {values['breakdown']}
 detach_after = "3s"
 [thresholds]
 query = {values['query']}
@@ -304,6 +305,12 @@ def test_promql_answers_match_a_known_workload(agent, pg, prometheus, root):
     assert 0.1 <= quantile(0.5, SLOW_CLASS) <= 0.5
     assert quantile(0.99, FAST_CLASS) < 0.01
     assert 0.19 * N_SLOW <= delta(f'dbprobe_class_seconds_total{{{where},fingerprint="{SLOW_CLASS}"}}') < 0.5 * N_SLOW
+    # Where the slow class's time went (breakdown = true): asleep, off CPU, neither I/O nor a lock.
+    slow_class = f'{where},fingerprint="{SLOW_CLASS}"'
+    asleep = delta(f'dbprobe_class_off_cpu_seconds_total{{{slow_class},reason="other"}}')
+    assert 0.19 * N_SLOW <= asleep < 0.5 * N_SLOW, asleep
+    assert delta(f'dbprobe_class_cpu_seconds_total{{{slow_class}}}') < 0.1 * asleep
+    assert delta(f'sum(dbprobe_class_off_cpu_seconds_total{{{slow_class},reason=~"io|lock|lwlock"}})') < 0.1 * asleep
     # Lock waits counted, by kind and mode, and their time.
     waits = (f'sum(dbprobe_lock_waits_total{{{where},lock_kind="transactionid",mode="ShareLock"}})'
              f' or vector(0)')

@@ -182,3 +182,48 @@ def test_the_wait_profile_sums_every_backend_and_each_class(server):
     assert sleeps["calls"] == 2
     assert sleeps["other_ms"] == pytest.approx(600, abs=60)
     assert sleeps["waits"][0]["event"] == "Timeout:PgSleep"
+
+
+def _summary_classes(run: DbprobeRun) -> dict[str, dict]:
+    time.sleep(0.3)
+    finished = run.stop(signal.SIGTERM)
+    assert finished.returncode == 0, finished.stderr
+    (summary,) = finished.events("summary")
+    return {entry["query"]: entry for entry in summary["classes"]}
+
+
+def assert_class_adds_up(entry: dict) -> None:
+    total = sum(entry[part] for part in PARTS)
+    assert total == pytest.approx(entry["total_ms"], rel=ADDS_UP), entry
+
+
+def test_every_statement_of_a_class_is_summed_in_the_digest(server):
+    """Not only the slow ones: with a threshold no statement reaches, each class of the
+    digest still sums where its statements' time went, counted in the kernel."""
+    run = _trace(server, "--breakdown", "--threshold", "10s")
+    aggregate = "select count(*), sum(length(md5(g::text))) from generate_series(1, 300000) g;\n"
+    server.psql("set work_mem = '512MB';\n" + "select pg_sleep(0.1);\n" * 3 + aggregate * 2
+                + "select 1;\n" * 300)
+    classes = _summary_classes(run)
+
+    sleep = classes["select pg_sleep(?)"]
+    assert (sleep["calls"], sleep["timed_calls"], sleep["slow_calls"]) == (3, 3, 0)
+    assert sleep["other_ms"] == pytest.approx(300, abs=45), sleep
+    assert sleep["cpu_ms"] < 0.1 * sleep["total_ms"]
+
+    cpu_bound = classes["select count(*), sum(length(md5(g::text))) from generate_series(?, ?) g"]
+    assert (cpu_bound["calls"], cpu_bound["timed_calls"]) == (2, 2)
+    assert cpu_bound["cpu_ms"] >= 0.8 * (cpu_bound["total_ms"] - cpu_bound["runq_ms"]), cpu_bound
+
+    fast = classes["select ?"]
+    assert (fast["calls"], fast["timed_calls"]) == (300, 300)
+    for entry in (sleep, cpu_bound, fast):
+        assert_class_adds_up(entry)
+
+
+def test_without_the_breakdown_the_classes_have_none(server):
+    run = _trace(server, "--threshold", "10s")
+    server.psql("select pg_sleep(0.05);\n")
+    sleep = _summary_classes(run)["select pg_sleep(?)"]
+    assert sleep["calls"] == 1
+    assert "cpu_ms" not in sleep and "timed_calls" not in sleep

@@ -112,6 +112,21 @@ def test_top_to_a_pipe_prints_one_plain_table_per_interval(server) -> None:
     assert "secret-value" not in finished.stdout
 
 
+def test_top_with_the_breakdown_says_where_each_class_time_went(server) -> None:
+    run = DbprobeRun(["top", "-p", str(server.pid), "--interval", "1", "--duration", "3", "--breakdown"])
+    run.wait_attached(ATTACH_TIMEOUT_S)
+    with Workload(server):
+        finished = run.wait(60)
+    assert finished.returncode == 0, finished.stderr
+    busy = [table for table in finished.stdout.split("\n\n") if "select pg_sleep(?)" in table]
+    assert busy, finished.stdout
+    header = busy[-1].split("\n")[1]
+    assert header.startswith("CALLS/S    MS/S   MEAN    P95    P99 ERR/S MOSTLY      DATABASE QUERY")
+    # The sleep's 20 ms are off CPU in no wait event of I/O, a lock or the client: other.
+    part, share = " ".join(_row(busy[-1], "select pg_sleep(?)")[6:]).split()[:2]
+    assert part == "other" and int(share.rstrip("%")) >= 80, busy[-1]
+
+
 def test_top_shows_literals_when_asked(server) -> None:
     run = DbprobeRun(["top", "-p", str(server.pid), "--interval", "0.5", "--duration", "2",
                       "--show-literals"])

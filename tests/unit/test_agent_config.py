@@ -24,6 +24,7 @@ def test_defaults_without_a_file() -> None:
     assert config.families == ("query", "locks", "txn")
     assert config.thresholds_ns == {"query": 100_000_000, "txn": 100_000_000, "locks": 100_000_000}
     assert config.top_k == 50 and config.events is None and config.binaries == ()
+    assert config.breakdown is False
     assert config.watch == DEFAULT_WATCH
 
 
@@ -35,6 +36,7 @@ events = "{events}"
 families = ["txn", "query"]
 databases = ["postgresql"]
 top_k = 7
+breakdown = true
 binaries = ["/opt/pg/*"]
 watch = []
 detach_after = "2m"
@@ -47,6 +49,7 @@ txn = 2
     assert config.families == ("query", "txn")  # in the agent's order
     assert config.databases == ("postgresql",)
     assert config.top_k == 7 and config.binaries == ("/opt/pg/*",) and config.watch == ()
+    assert config.breakdown is True
     assert config.detach_after_s == 120.0
     assert config.thresholds_ns == {"query": 250_000, "txn": 2_000_000, "locks": 100_000_000}
     assert config.kernel_thresholds_ns() == {"query": 250_000, "txn": 2_000_000}
@@ -63,6 +66,7 @@ def test_flags_take_precedence(tmp_path: Path) -> None:
     ('top_k = "ten"', "agent.toml: top_k: must be a whole number, not a string"),
     ("top_k = 0", "agent.toml: top_k: 0 is out of range (1 to 1000)"),
     ("top_k = true", "agent.toml: top_k: must be a whole number, not true/false"),
+    ('breakdown = "yes"', "agent.toml: breakdown: must be true or false, not a string"),
     ('families = ["query", "io"]', "agent.toml: families: unknown 'io' (choose from query, locks, txn)"),
     ("families = []", "agent.toml: families: is empty; choose from query, locks, txn"),
     ('databases = ["oracle"]', "agent.toml: databases: unknown 'oracle'"),
@@ -80,7 +84,7 @@ def test_flags_take_precedence(tmp_path: Path) -> None:
     ('watch = "/usr/sbin/mariadbd"', "agent.toml: watch: must be a list of strings, not a string"),
     ('watch = [1]', "agent.toml: watch: must be a list of strings, and 1 is a number"),
     ('detach_after = "soon"', "agent.toml: detach_after: 'soon' is not a duration"),
-    ("thresold = 1", "agent.toml: unknown key 'thresold' (known: binaries, databases, detach_after,"),
+    ("thresold = 1", "agent.toml: unknown key 'thresold' (known: binaries, breakdown, databases, detach_after,"),
     ("top_k = ", "agent.toml: not valid TOML: "),
 ])
 def test_a_mistake_names_the_key_and_the_reason(tmp_path: Path, text: str, message: str) -> None:
@@ -133,6 +137,7 @@ def test_what_needs_the_programs_rebuilt() -> None:
     assert not base.tracing_differs(AgentConfig(thresholds_ns={**base.thresholds_ns, "locks": 0}))
     assert base.tracing_differs(AgentConfig(thresholds_ns={**base.thresholds_ns, "query": 0}))
     assert base.tracing_differs(AgentConfig(families=("query",)))
+    assert base.tracing_differs(AgentConfig(breakdown=True))
 
 
 def test_the_packaged_example_is_valid() -> None:

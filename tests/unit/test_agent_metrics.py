@@ -14,7 +14,7 @@ from dbprobe.agent.events import EventSink, with_server
 from dbprobe.agent.metrics import (BUCKET_BOUNDS, AgentCollector, AgentView, BinaryView, ServerView,
                                    buckets, registry_for)
 from dbprobe.agent.stats import AgentStats, BinaryLabel, Distribution, KernelCounts
-from dbprobe.kernel.records import HIST_SLOTS
+from dbprobe.kernel.records import HIST_SLOTS, Breakdown
 
 SERVER = "/var/lib/postgresql/15/main"
 LABEL = BinaryLabel("postgresql", "/usr/lib/postgresql/15/bin/postgres", "")
@@ -159,3 +159,23 @@ def test_a_failing_event_file_is_said_once(tmp_path: Path) -> None:
         sink.flush()
     assert len(said) == 1 and "No space left on device" in said[0]
     sink.close()
+
+
+def test_where_each_class_time_went_with_the_breakdown_on() -> None:
+    view = sample_view()
+    parts = Breakdown(cpu_ns=40_000_000, off_ns={"io": 500_000_000, "lock": 60_000_000},
+                      read_bytes=8192 * 100, write_bytes=4096)
+    view.stats.server(SERVER).classes.add(ClassCounts(SERVER, "9f8e7d6c5b4a3928", "SELECT sum(x) FROM big",
+                                                      2, 600_000_000, 0, slots(s19=2), parts))
+    found = scrape(view)
+    labels = {"db_system": "postgresql", "server": SERVER, "fingerprint": "9f8e7d6c5b4a3928"}
+    assert one(found, "dbprobe_class_cpu_seconds_total", **labels) == 0.04
+    assert one(found, "dbprobe_class_off_cpu_seconds_total", reason="io", **labels) == 0.5
+    assert one(found, "dbprobe_class_off_cpu_seconds_total", reason="lock", **labels) == 0.06
+    assert one(found, "dbprobe_class_off_cpu_seconds_total", reason="runq", **labels) == 0
+    assert one(found, "dbprobe_class_read_bytes_total", **labels) == 819_200
+    assert one(found, "dbprobe_class_write_bytes_total", **labels) == 4096
+    # A class of a program without the breakdown has no such series.
+    without = {"db_system": "postgresql", "server": SERVER, "fingerprint": "1a2b3c4d5e6f7a8b"}
+    assert not [value for sample_labels, value in found["dbprobe_class_cpu_seconds_total"]
+                if all(sample_labels.get(k) == v for k, v in without.items())]
