@@ -96,7 +96,7 @@ def run_benchmark(settings: Settings, progress: Progress = stderr_progress) -> M
     with tempfile.TemporaryDirectory(prefix="dbprobe-bench-out-") as scratch, bpf_stats(), \
             BenchServer(scale=settings.scale, warmup_seconds=settings.warmup_seconds) as server:
         reference = (take_revision_snapshot(Path(scratch) / "dbprobe-reference", settings.reference)
-                     if "slow-ref" in settings.modes else None)
+                     if any(mode.endswith("-ref") for mode in settings.modes) else None)
         tools = Tools(workdir=Path(scratch), dbprobe=take_snapshot(Path(scratch) / "dbprobe-under-test"),
                       reference=reference)
         if reference is not None:

@@ -168,7 +168,7 @@ def _dbprobe(*commands: list[str], reference: bool = False
     def start(server: BenchServer, protocol: str, tools: Tools) -> Attached:
         snapshot = tools.reference if reference else tools.dbprobe
         if snapshot is None:
-            raise BenchError("the slow-ref mode needs a reference revision")
+            raise BenchError("a -ref mode needs a reference revision")
         processes: list[TracerProcess] = []
         try:
             for command in commands:

@@ -69,8 +69,34 @@ struct dbp_class_time {
 	u64 write_ns;
 };
 
+/* A statement's wait events, as its breakdown holds them (PostgreSQL's; MySQL has none). */
+struct dbp_class_job_waits {
+	u32 events;                /* entries of wait[] used */
+	u32 reserved;
+	struct dbp_wait_count wait[DBP_WAIT_EVENTS];
+};
+
 /* The current thread's statement as it ends; all zero for a thread not followed. */
-static __always_inline void waits_statement_time(struct dbp_class_time *time);   /* waits.h */
+static __always_inline void waits_statement_time(struct dbp_class_time *time,
+						 struct dbp_class_job_waits *waits);   /* waits.h */
+
+#ifndef DBP_CLASS_WAITS
+#define DBP_CLASS_WAITS 16384          /* (class, wait event) pairs counted */
+#endif
+
+/* A class's time in one wait event, summed over its statements. */
+struct dbp_class_wait_key {
+	u64 hash;
+	u32 server;
+	u32 database;
+	u32 event;                 /* wait_event_info; DBP_WAIT_EVENT_MORE: the statements' rest */
+	u32 reserved;
+};
+
+struct dbp_class_wait {
+	u64 count;
+	u64 ns;
+};
 #endif
 
 struct dbp_class_key {
@@ -108,12 +134,16 @@ struct dbp_class_sample {
 struct dbp_class_counts {
 	u64 untracked;             /* statements of a class the full map had no room for */
 	u64 samples_deferred;      /* samples the full ring buffer refused, sent again later */
+	u64 waits_untracked;       /* a class's wait events the full class_waits had no room for */
 };
 
 BPF_TABLE("hash", struct dbp_class_key, struct dbp_class_stats, classes, DBP_CLASSES);
 BPF_PERCPU_ARRAY(class_counts, struct dbp_class_counts, 1);
 BPF_PERCPU_ARRAY(class_sample_scratch, struct dbp_class_sample, 1);
 BPF_PERCPU_ARRAY(class_zero_stats, struct dbp_class_stats, 1);
+#ifdef DBP_WITH_BREAKDOWN
+BPF_TABLE("hash", struct dbp_class_wait_key, struct dbp_class_wait, class_waits, DBP_CLASS_WAITS);
+#endif
 
 /* Hide a value from the compiler: BPF has no set-on-condition, so a comparison it found
  * would become a branch. */
@@ -222,6 +252,7 @@ struct dbp_class_job {
 	u32 reserved;
 #ifdef DBP_WITH_BREAKDOWN
 	struct dbp_class_time time;   /* taken as the statement ends: the next may begin in the run */
+	struct dbp_class_job_waits waits;
 #endif
 	char text[DBP_TEXT_MAX + 8];  /* and a 0 after the text: the hash looks one byte ahead */
 };
@@ -262,7 +293,7 @@ static __always_inline void dbp_class_count(u32 server, u32 database, const char
 		size = 0;
 	job->text[size] = 0;
 #ifdef DBP_WITH_BREAKDOWN
-	waits_statement_time(&job->time);
+	waits_statement_time(&job->time, &job->waits);
 #endif
 	job->pending = 1;
 }
@@ -287,6 +318,37 @@ static __always_inline void dbp_class_add_time(struct dbp_class_time *sum, const
 		__sync_fetch_and_add(&sum->writes, time->writes);
 		__sync_fetch_and_add(&sum->write_bytes, time->write_bytes);
 		__sync_fetch_and_add(&sum->write_ns, time->write_ns);
+	}
+}
+
+static __always_inline void dbp_class_add_waits(const struct dbp_class_key *key,
+						const struct dbp_class_job_waits *waits)
+{
+	struct dbp_class_wait_key wkey = {};
+	struct dbp_class_wait fresh = {};
+	wkey.hash = key->hash;
+	wkey.server = key->server;
+	wkey.database = key->database;
+	u32 used = waits->events;
+#pragma unroll
+	for (int i = 0; i < DBP_WAIT_EVENTS; i++) {
+		if (i < used) {
+			struct dbp_wait_count wait = waits->wait[i];
+			wkey.event = wait.event;
+			struct dbp_class_wait *sum = class_waits.lookup(&wkey);
+			if (!sum) {
+				class_waits.insert(&wkey, &fresh);
+				sum = class_waits.lookup(&wkey);
+			}
+			if (sum) {
+				__sync_fetch_and_add(&sum->count, wait.count);
+				__sync_fetch_and_add(&sum->ns, wait.ns);
+			} else {
+				struct dbp_class_counts *counts = dbp_class_counts();
+				if (counts)
+					counts->waits_untracked += 1;
+			}
+		}
 	}
 }
 #endif
@@ -346,6 +408,7 @@ int dbp_class_counter(struct pt_regs *ctx)
 	__sync_fetch_and_add(&stats->hist[slot & (DBP_HIST_SLOTS - 1)], 1);
 #ifdef DBP_WITH_BREAKDOWN
 	dbp_class_add_time(&stats->time, &job->time);
+	dbp_class_add_waits(&key, &job->waits);
 #endif
 	/* Two CPUs may both send a new class's sample: user space keeps the first. */
 	if (!stats->sampled) {

@@ -331,12 +331,14 @@ static __always_inline void waits_fill(struct dbp_query_event *ev)
 }
 
 /* The statement of the current thread ends: its parts, for its class's sums (classes.h). */
-static __always_inline void waits_statement_time(struct dbp_class_time *time)
+static __always_inline void waits_statement_time(struct dbp_class_time *time,
+						 struct dbp_class_job_waits *waits)
 {
 	u32 tid = waits_tid();
 	struct waits_thread *t = waits_threads.lookup(&tid);
 	if (!t) {
 		__builtin_memset(time, 0, sizeof(*time));
+		waits->events = 0;
 		return;
 	}
 	const struct dbp_breakdown *s = &t->statement;
@@ -351,6 +353,8 @@ static __always_inline void waits_statement_time(struct dbp_class_time *time)
 	time->writes = s->writes;
 	time->write_bytes = s->write_bytes;
 	time->write_ns = s->write_ns;
+	waits->events = s->events;
+	__builtin_memcpy(waits->wait, s->wait, sizeof(waits->wait));
 }
 
 #else /* !DBP_WITH_BREAKDOWN */

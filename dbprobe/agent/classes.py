@@ -25,7 +25,7 @@ from dbprobe.correlate.classes import ClassSamples
 from dbprobe.digest.distribution import log2_slot
 from dbprobe.kernel.maps import ClassCounters, ClassKey
 from dbprobe.kernel.records import HIST_SLOTS, Breakdown, RawClassSample
-from dbprobe.model import Query
+from dbprobe.model import Query, WaitTime
 
 OTHER = "other"  # the fingerprint of everything folded together
 OTHER_TEXT = "(statements of every other class)"
@@ -47,6 +47,7 @@ class ClassCounts:
     errors: int
     slots: tuple[int, ...]  # calls per log2 slot of microseconds, HIST_SLOTS of them
     breakdown: Breakdown | None = None  # where their time went, when the program counts it
+    waits: tuple[WaitTime, ...] = ()  # and in which wait events, by name (PostgreSQL)
 
 
 class ClassSource(Protocol):
@@ -116,7 +117,7 @@ class KernelClasses:
     def __init__(self, trace, server_of: Callable[[int], str | None],
                  only_server: Callable[[], str | None], clock: Callable[[], float] = time.monotonic):
         self._collector = trace.collector
-        self._samples = ClassSamples(trace.sources, trace.backends, trace.databases)
+        self._samples = ClassSamples(trace.sources, trace.backends, trace.databases, trace.versions)
         trace.on(RawClassSample, self._samples.on_sample)
         self._server_of = server_of
         self._only_server = only_server  # the one server of the binary, for an unknown key
@@ -142,7 +143,8 @@ class KernelClasses:
             fingerprint = sample.fingerprint.id if sample else f"{key.hash:016x}"
             text = sample.fingerprint.text if sample else OTHER_TEXT
             counts.append(ClassCounts(server, fingerprint, text, stats.calls, stats.total_ns,
-                                      stats.errors, stats.slots, stats.breakdown))
+                                      stats.errors, stats.slots, stats.breakdown,
+                                      ClassSamples.named_waits(stats.breakdown, sample)))
         self._last = self._evict_idle(current, now)
         self._untracked = current.untracked
         return counts
@@ -156,7 +158,7 @@ class KernelClasses:
         for key in idle:
             del self._last_grown[key]
         kept = {key: stats for key, stats in current.classes.items() if key not in idle}
-        return ClassCounters(kept, current.untracked, current.samples_deferred)
+        return ClassCounters(kept, current.untracked, current.samples_deferred, current.waits_untracked)
 
     @property
     def untracked(self) -> int:

@@ -121,7 +121,7 @@ def _class_families(view: AgentView) -> list[Metric]:
             errors.add_metric(values, totals.errors)
             latency.add_metric(values, buckets(totals.slots), totals.total_ns / 1e9)
             info.add_metric(values, {"query": series.text[:QUERY_TEXT_MAX]})
-            parts.add(values, totals.breakdown)
+            parts.add(values, totals.breakdown, totals.waits)
     return [calls, seconds, errors, latency, info, *parts.families()]
 
 
@@ -140,10 +140,20 @@ class _ClassBreakdown:
         self.written = CounterMetricFamily("dbprobe_class_write_bytes",
                                            "Bytes statements of a class wrote to files.", labels=labels,
                                            unit="bytes")
+        self.wait_events = CounterMetricFamily(
+            "dbprobe_class_wait_events", "Times statements of a class went off CPU in a wait event "
+            "(PostgreSQL's, by name).", labels=[*labels, "wait_event"])
+        self.wait_seconds = CounterMetricFamily(
+            "dbprobe_class_wait_event_seconds", "Time statements of a class spent off CPU in a wait event.",
+            labels=[*labels, "wait_event"], unit="seconds")
 
-    def add(self, values: list[str], breakdown: Breakdown | None) -> None:
+    def add(self, values: list[str], breakdown: Breakdown | None,
+            waits: dict[str, list[float]]) -> None:
         if breakdown is None:
             return
+        for event, (count, seconds) in sorted(waits.items()):
+            self.wait_events.add_metric([*values, event], count)
+            self.wait_seconds.add_metric([*values, event], seconds)
         self.cpu.add_metric(values, breakdown.cpu_ns / 1e9)
         for reason in OFF_CPU_CLASSES:
             self.off_cpu.add_metric([*values, reason], breakdown.off_ns.get(reason, 0) / 1e9)
@@ -151,7 +161,7 @@ class _ClassBreakdown:
         self.written.add_metric(values, breakdown.write_bytes)
 
     def families(self) -> list[Metric]:
-        return [self.cpu, self.off_cpu, self.read, self.written]
+        return [self.cpu, self.off_cpu, self.read, self.written, self.wait_events, self.wait_seconds]
 
 
 def _lock_families(view: AgentView) -> list[Metric]:

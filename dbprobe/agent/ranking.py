@@ -33,6 +33,7 @@ class ClassTotals:
     errors: int = 0
     slots: list[int] = field(default_factory=lambda: [0] * HIST_SLOTS)
     breakdown: Breakdown | None = None  # with the breakdown on
+    waits: dict[str, list[float]] = field(default_factory=dict)  # wait event: [count, seconds]
 
     def add(self, counts: ClassCounts) -> None:
         self.calls += counts.calls
@@ -44,6 +45,10 @@ class ClassTotals:
         if counts.breakdown is not None:
             self.breakdown = (counts.breakdown if self.breakdown is None
                               else self.breakdown + counts.breakdown)
+        for wait in counts.waits:
+            summed = self.waits.setdefault(wait.event, [0, 0.0])
+            summed[0] += wait.count
+            summed[1] += wait.ms / 1000
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,11 +10,12 @@ histogram, so they are exact to the slot: within a factor of two, interpolated i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 from dbprobe.correlate.fingerprint import Fingerprint
 from dbprobe.correlate.statements import in_milliseconds
 from dbprobe.kernel.records import HIST_SLOTS, Breakdown
-from dbprobe.model import TimeBreakdown
+from dbprobe.model import TimeBreakdown, WaitTime
 
 _NS_PER_US = 1000
 _NS_PER_MS = 1_000_000
@@ -36,10 +37,11 @@ class ClassTotals:
     slots: list[int] = field(default_factory=lambda: [0] * HIST_SLOTS)
     breakdown: Breakdown | None = None  # with the breakdown on: summed over `timed` calls
     timed: int = 0
+    waits: dict[str, list[float]] = field(default_factory=dict)  # by name: [count, ms]
 
     def add(self, calls: int, total_ns: int, max_ns: int, errors: int, slow_calls: int,
             slots: tuple[int, ...] | list[int], breakdown: Breakdown | None = None,
-            timed: int = 0) -> None:
+            timed: int = 0, waits: Sequence[WaitTime] = ()) -> None:
         self.calls += calls
         self.total_ns += total_ns
         self.max_ns = max(self.max_ns, max_ns)
@@ -50,11 +52,19 @@ class ClassTotals:
         if breakdown is not None:
             self.breakdown = breakdown if self.breakdown is None else self.breakdown + breakdown
             self.timed += timed
+        for wait in waits:
+            summed = self.waits.setdefault(wait.event, [0, 0.0])
+            summed[0] += wait.count
+            summed[1] += wait.ms
 
     @property
     def time(self) -> TimeBreakdown | None:
         """Where the class's time went, in milliseconds, when the trace counted it."""
-        return None if self.breakdown is None else in_milliseconds(self.breakdown)
+        if self.breakdown is None:
+            return None
+        waits = sorted((WaitTime(event, int(count), ms) for event, (count, ms) in self.waits.items()),
+                       key=lambda wait: -wait.ms)
+        return in_milliseconds(self.breakdown, tuple(waits))
 
     @property
     def total_ms(self) -> float:
@@ -98,17 +108,18 @@ class ClassDigest:
 
     classes: dict[tuple[str | None, str], ClassTotals] = field(default_factory=dict)
     untracked: int = 0  # statements the kernel's full class map counted in no class
+    waits_untracked: int = 0  # a class's wait events the kernel's full class_waits did not keep
     seconds: float = 0.0  # the window's length
 
     def add(self, fingerprint: Fingerprint, sample: str, database: str | None, *, calls: int,
             total_ns: int, max_ns: int, errors: int, slow_calls: int,
             slots: tuple[int, ...] | list[int], breakdown: Breakdown | None = None,
-            timed: int = 0) -> None:
+            timed: int = 0, waits: Sequence[WaitTime] = ()) -> None:
         key = (database, fingerprint.id)
         totals = self.classes.get(key)
         if totals is None:
             totals = self.classes[key] = ClassTotals(fingerprint, sample, database)
-        totals.add(calls, total_ns, max_ns, errors, slow_calls, slots, breakdown, timed)
+        totals.add(calls, total_ns, max_ns, errors, slow_calls, slots, breakdown, timed, waits)
 
     def ranked(self, by: str = "total") -> list[ClassTotals]:
         """The classes, the largest first by ``by``: total, mean, calls, p99 or errors."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Callable
 
 from dbprobe.errors import DbprobeError
@@ -132,6 +132,7 @@ class ClassCounters:
     classes: dict[ClassKey, ClassStats]
     untracked: int = 0  # statements of a class the full map had no room for
     samples_deferred: int = 0  # samples the full ring buffer refused (sent again later)
+    waits_untracked: int = 0  # a class's wait events the full class_waits map had no room for
 
     @classmethod
     def empty(cls) -> "ClassCounters":
@@ -145,7 +146,8 @@ class ClassCounters:
             if delta.calls:
                 grown[key] = delta
         return ClassCounters(grown, self.untracked - earlier.untracked,
-                             self.samples_deferred - earlier.samples_deferred)
+                             self.samples_deferred - earlier.samples_deferred,
+                             self.waits_untracked - earlier.waits_untracked)
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,14 +295,28 @@ class Collector:
             pairs = list(read()) if read is not None else list(table.items())
         except Exception:  # a kernel without batch lookups of hash maps
             pairs = list(table.items())
-        classes = {
-            ClassKey(key.server, key.database, key.hash):
-                ClassStats(value.calls, value.total_ns, value.max_ns, value.errors, value.slow,
-                           tuple(value.hist), *_class_time(value))
-            for key, value in pairs
-        }
+        waits = self._class_waits()
+        classes = {}
+        for key, value in pairs:
+            class_key = ClassKey(key.server, key.database, key.hash)
+            breakdown, timed = _class_time(value)
+            if breakdown is not None and class_key in waits:
+                breakdown = replace(breakdown, waits=tuple(waits[class_key]))
+            classes[class_key] = ClassStats(value.calls, value.total_ns, value.max_ns, value.errors,
+                                            value.slow, tuple(value.hist), breakdown, timed)
         counts = self.summed("class_counts")
-        return ClassCounters(classes, counts["untracked"], counts["samples_deferred"])
+        return ClassCounters(classes, counts["untracked"], counts["samples_deferred"],
+                             counts["waits_untracked"])
+
+    def _class_waits(self) -> dict[ClassKey, list[tuple[int, int, int]]]:
+        """Each class's (wait event, count, ns), with the breakdown on (class_waits)."""
+        found: dict[ClassKey, list[tuple[int, int, int]]] = {}
+        if not self._has("class_waits"):
+            return found
+        for key, value in self.table("class_waits").items():
+            found.setdefault(ClassKey(key.server, key.database, key.hash), []).append(
+                (key.event, value.count, value.ns))
+        return found
 
     def delete_classes(self, keys) -> None:
         """Forget classes (idle ones): a class seen again starts afresh, its sample sent again."""
@@ -310,6 +326,21 @@ class Collector:
                 del table[table.Key(key.hash, key.server, key.database_oid)]
             except KeyError:
                 pass
+        if self._has("class_waits"):
+            waits, forgotten = self.table("class_waits"), set(keys)
+            for wait_key in [k for k in waits.keys()
+                             if ClassKey(k.server, k.database, k.hash) in forgotten]:
+                try:
+                    del waits[wait_key]
+                except KeyError:
+                    pass
+
+    def _has(self, table: str) -> bool:
+        try:
+            self._bpf[table]
+        except KeyError:
+            return False
+        return True
 
     def histogram(self) -> LatencyHistogram:
         counts = self.counts("query_hist", len(PROTOCOLS) * HIST_SLOTS)

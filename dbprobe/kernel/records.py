@@ -211,7 +211,7 @@ class Breakdown:
         return self.cpu_ns + sum(self.off_ns.values())
 
     def __add__(self, other: "Breakdown") -> "Breakdown":
-        """Two breakdowns summed (a class's statements); their wait events are not kept."""
+        """Two breakdowns summed (a class's statements), wait event by wait event."""
         return self._combined(other, 1)
 
     def __sub__(self, earlier: "Breakdown") -> "Breakdown":
@@ -221,7 +221,13 @@ class Breakdown:
         off = {name: self.off_ns.get(name, 0) + sign * other.off_ns.get(name, 0)
                for name in OFF_CPU_CLASSES}
         numbers = {name: getattr(self, name) + sign * getattr(other, name) for name in _SUMMED}
-        return Breakdown(off_ns=off, **numbers)
+        waits = {event: [count, ns] for event, count, ns in self.waits}
+        for event, count, ns in other.waits:
+            summed = waits.setdefault(event, [0, 0])
+            summed[0] += sign * count
+            summed[1] += sign * ns
+        kept = tuple((event, count, ns) for event, (count, ns) in waits.items() if count or ns)
+        return Breakdown(off_ns=off, waits=kept, **numbers)
 
 
 _SUMMED = ("cpu_ns", "reads", "read_bytes", "read_ns", "writes", "write_bytes", "write_ns")

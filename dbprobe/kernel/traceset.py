@@ -128,14 +128,15 @@ class CollectorSet:
         """Every program's statement classes: a restarted server's are its own (its
         postmaster's pid is in their key), so the maps are joined, and summed where equal."""
         classes: dict = {}
-        untracked = deferred = 0
+        untracked = deferred = waits_untracked = 0
         for collector in self._collectors():
             counters = collector.class_counters()
             untracked += counters.untracked
             deferred += counters.samples_deferred
+            waits_untracked += counters.waits_untracked
             for key, stats in counters.classes.items():
                 classes[key] = stats + classes[key] if key in classes else stats
-        return ClassCounters(classes, untracked, deferred)
+        return ClassCounters(classes, untracked, deferred, waits_untracked)
 
     def items(self, table: str) -> list:
         return [item for collector in self._collectors() for item in collector.items(table)]

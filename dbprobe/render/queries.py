@@ -144,6 +144,9 @@ def _overall(summary: SlowQuerySummary) -> str:
     if summary.classes.untracked:
         lines.append(f"# {summary.classes.untracked:,} statements not tracked by class: "
                      "the kernel's class table was full")
+    if summary.classes.waits_untracked:
+        lines.append(f"# {summary.classes.waits_untracked:,} wait events not summed by class: "
+                     "the kernel's table of class wait events was full")
     if kernel.lost:
         lines.append("# WARNING: the ring buffer overflowed: raise --threshold to see every slow query")
     return "\n".join(lines)
@@ -207,6 +210,7 @@ def summary_json(summary: SlowQuerySummary, *, show_literals: bool) -> str:
         "slow_reported": summary.digest.count,
         "lost_events": kernel.lost,
         "untracked": summary.classes.untracked,
+        "waits_untracked": summary.classes.waits_untracked,
         "classes": [class_json(rank, totals, total_ns, show_literals)
                     for rank, totals in enumerate(classes, start=1)],
         "histogram_us": histogram_json(summary.histogram.combined()),
@@ -230,8 +234,11 @@ def class_json(rank: int, totals: ClassTotals, total_ns: int, show_literals: boo
         "slow_calls": totals.slow_calls,
         "histogram_us": histogram_json(tuple(totals.slots)),
     }
-    if totals.time is not None:
-        record.update(breakdown_fields(totals.time), timed_calls=totals.timed)
+    time = totals.time
+    if time is not None:
+        record.update(breakdown_fields(time), timed_calls=totals.timed,
+                      waits=[{"event": wait.event, "count": wait.count, "ms": round(wait.ms, 3)}
+                             for wait in time.waits])
     if show_literals:
         record["sample"] = totals.sample
     return record

@@ -29,7 +29,7 @@ class SlowQueryReport:
         correlator = Correlator(trace.sources, trace.backends, databases=trace.databases,
                                 versions=trace.versions)
         trace.on(RawQuery, lambda raw: self.on_query(correlator.query(raw)))
-        self._samples = ClassSamples(trace.sources, trace.backends, trace.databases)
+        self._samples = ClassSamples(trace.sources, trace.backends, trace.databases, trace.versions)
         trace.on(RawClassSample, self._samples.on_sample)
         self._window = Window(trace.collector.query_counters, QueryCounters.empty(), trace.started)
         self._class_window = Window(trace.collector.class_counters, ClassCounters.empty(),

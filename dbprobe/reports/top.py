@@ -49,7 +49,7 @@ class KernelClasses:
 
     def __init__(self, trace: Trace, clock: Callable[[], float] = time.time):
         self._collector = trace.collector
-        self._samples = ClassSamples(trace.sources, trace.backends, trace.databases)
+        self._samples = ClassSamples(trace.sources, trace.backends, trace.databases, trace.versions)
         trace.on(RawClassSample, self._samples.on_sample)
         self._window = Window(trace.collector.class_counters, ClassCounters.empty(), clock(),
                               clock=clock)

@@ -61,6 +61,10 @@ def full_probes(binary_path: str) -> int:
 
 
 FULL_PROBES = full_probes(str(installed_postgres_bindir() / "postgres"))
+# With breakdown = true a program also holds a perf event for the entry and the exit of each
+# file call it follows (probes/waits.h), beside its uprobes.
+BREAKDOWN_TRACEPOINTS = 2 * len(re.findall(r"^WAITS_SYSCALL\(", (REPOSITORY / "probes" / "waits.h").read_text(),
+                                           re.M))
 
 
 @pytest.fixture(scope="module")
@@ -310,6 +314,8 @@ def test_promql_answers_match_a_known_workload(agent, pg, prometheus, root):
     asleep = delta(f'dbprobe_class_off_cpu_seconds_total{{{slow_class},reason="other"}}')
     assert 0.19 * N_SLOW <= asleep < 0.5 * N_SLOW, asleep
     assert delta(f'dbprobe_class_cpu_seconds_total{{{slow_class}}}') < 0.1 * asleep
+    in_pg_sleep = delta(f'dbprobe_class_wait_event_seconds_total{{{slow_class},wait_event="Timeout:PgSleep"}}')
+    assert 0.19 * N_SLOW <= in_pg_sleep <= asleep * 1.01, in_pg_sleep
     assert delta(f'sum(dbprobe_class_off_cpu_seconds_total{{{slow_class},reason=~"io|lock|lwlock"}})') < 0.1 * asleep
     # Lock waits counted, by kind and mode, and their time.
     waits = (f'sum(dbprobe_lock_waits_total{{{where},lock_kind="transactionid",mode="ShareLock"}})'
@@ -467,8 +473,8 @@ def test_the_binary_replaced_by_a_copy_and_the_server_restarted_on_it(agent, pg,
              f"the server on the new file is not attached:\n{agent.stderr}")
     slow_statement_traced(agent, root, pg)
     # Nothing attached twice: the agent holds the perf events of one full program.
-    wait_for(lambda: perf_event_fds(agent.pid) == agent.value("dbprobe_probes") == FULL_PROBES, ATTACH_TIMEOUT_S,
-             f"uprobes left over from the old file:\n{agent.stderr}")
+    wait_for(lambda: perf_event_fds(agent.pid) - BREAKDOWN_TRACEPOINTS == agent.value("dbprobe_probes")
+             == FULL_PROBES, ATTACH_TIMEOUT_S, f"uprobes left over from the old file:\n{agent.stderr}")
 
 
 def test_mariadb_started_beside_postgresql(agent, pg, root):
@@ -531,7 +537,8 @@ def test_sighup_refuses_a_bad_file_and_takes_a_good_one(agent, pg, pg_bindir, ro
     assert agent.value("dbprobe_config_last_reload_successful") == 0
     assert agent.value("dbprobe_config_reloads_total", result="failure") == 1
     attaches = agent.value("dbprobe_attaches_total", binary=str(pg.bindir / "postgres"))
-    agent.config.write_text(agent_config(root, pg_bindir, top_k="3", query='"50ms"'))
+    # The breakdown off too: the program rebuilt without its scheduler and file-call tracepoints.
+    agent.config.write_text(agent_config(root, pg_bindir, top_k="3", query='"50ms"', breakdown="false"))
     agent.signal(signal.SIGHUP)
     wait_for(lambda: agent.value("dbprobe_threshold_seconds", family="query") == 0.05, 10, "not reloaded")
     assert agent.value("dbprobe_config_last_reload_successful") == 1

@@ -210,6 +210,8 @@ def test_every_statement_of_a_class_is_summed_in_the_digest(server):
     assert (sleep["calls"], sleep["timed_calls"], sleep["slow_calls"]) == (3, 3, 0)
     assert sleep["other_ms"] == pytest.approx(300, abs=45), sleep
     assert sleep["cpu_ms"] < 0.1 * sleep["total_ms"]
+    pg_sleep = {wait["event"]: wait for wait in sleep["waits"]}["Timeout:PgSleep"]
+    assert pg_sleep["count"] >= 3 and pg_sleep["ms"] == pytest.approx(300, abs=45), sleep["waits"]
 
     cpu_bound = classes["select count(*), sum(length(md5(g::text))) from generate_series(?, ?) g"]
     assert (cpu_bound["calls"], cpu_bound["timed_calls"]) == (2, 2)

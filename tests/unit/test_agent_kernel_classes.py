@@ -15,6 +15,7 @@ BINARY = "/usr/lib/postgresql/15/bin/postgres"
 class FakeTrace:
     def __init__(self) -> None:
         self.sources = {0: Source("postgresql", BINARY, "usdt")}
+        self.versions = {0: "15.18"}
         self.backends = BackendDirectory()
         self.databases = DatabaseNames()
         self.handlers = {}

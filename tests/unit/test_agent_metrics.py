@@ -15,6 +15,7 @@ from dbprobe.agent.metrics import (BUCKET_BOUNDS, AgentCollector, AgentView, Bin
                                    buckets, registry_for)
 from dbprobe.agent.stats import AgentStats, BinaryLabel, Distribution, KernelCounts
 from dbprobe.kernel.records import HIST_SLOTS, Breakdown
+from dbprobe.model import WaitTime
 
 SERVER = "/var/lib/postgresql/15/main"
 LABEL = BinaryLabel("postgresql", "/usr/lib/postgresql/15/bin/postgres", "")
@@ -166,7 +167,8 @@ def test_where_each_class_time_went_with_the_breakdown_on() -> None:
     parts = Breakdown(cpu_ns=40_000_000, off_ns={"io": 500_000_000, "lock": 60_000_000},
                       read_bytes=8192 * 100, write_bytes=4096)
     view.stats.server(SERVER).classes.add(ClassCounts(SERVER, "9f8e7d6c5b4a3928", "SELECT sum(x) FROM big",
-                                                      2, 600_000_000, 0, slots(s19=2), parts))
+                                                      2, 600_000_000, 0, slots(s19=2), parts,
+                                                      (WaitTime("IO:DataFileRead", 100, 450.0),)))
     found = scrape(view)
     labels = {"db_system": "postgresql", "server": SERVER, "fingerprint": "9f8e7d6c5b4a3928"}
     assert one(found, "dbprobe_class_cpu_seconds_total", **labels) == 0.04
@@ -175,6 +177,8 @@ def test_where_each_class_time_went_with_the_breakdown_on() -> None:
     assert one(found, "dbprobe_class_off_cpu_seconds_total", reason="runq", **labels) == 0
     assert one(found, "dbprobe_class_read_bytes_total", **labels) == 819_200
     assert one(found, "dbprobe_class_write_bytes_total", **labels) == 4096
+    assert one(found, "dbprobe_class_wait_events_total", wait_event="IO:DataFileRead", **labels) == 100
+    assert one(found, "dbprobe_class_wait_event_seconds_total", wait_event="IO:DataFileRead", **labels) == 0.45
     # A class of a program without the breakdown has no such series.
     without = {"db_system": "postgresql", "server": SERVER, "fingerprint": "1a2b3c4d5e6f7a8b"}
     assert not [value for sample_labels, value in found["dbprobe_class_cpu_seconds_total"]

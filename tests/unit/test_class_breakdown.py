@@ -14,6 +14,7 @@ from dbprobe.digest.queries import QueryDigest, SlowQuerySummary
 from dbprobe.kernel.maps import ClassCounters, ClassKey, ClassStats, KernelTotals, LatencyHistogram
 from dbprobe.kernel.records import HIST_SLOTS, Breakdown
 from dbprobe.render import queries as render_queries
+from dbprobe.model import WaitTime
 from dbprobe.render.top import TopHeader, TopView, mostly, screen
 
 MS = 1_000_000
@@ -129,3 +130,30 @@ def test_top_with_the_breakdown_at_80_columns(utc) -> None:
     lines = screen(digest, TopHeader("PostgreSQL server pid 709", 2.0, 1_700_000_000.0), TopView(),
                    width=80, height=7)
     assert "\n".join(f"|{line}|" for line in lines) == textwrap.dedent(SCREEN_WITH_BREAKDOWN).strip("\n")
+
+
+def test_wait_events_are_summed_event_by_event_and_a_window_keeps_what_grew() -> None:
+    io, lock = 0x0A000000 | 17, 0x03000004
+    before = Breakdown(cpu_ns=1, off_ns={}, waits=((io, 2, 20), (lock, 1, 5)))
+    after = before + Breakdown(cpu_ns=2, off_ns={}, waits=((io, 3, 30),))
+    assert sorted(after.waits) == [(lock, 1, 5), (io, 5, 50)]
+    assert (after - before).waits == ((io, 3, 30),)  # the lock's did not grow: not kept
+
+
+def test_a_class_names_its_wait_events_merges_them_and_shows_the_longest() -> None:
+    scan = stats(2, 900, breakdown(cpu_ms=300, io=600, reads=4000))
+    digest = ClassDigest(seconds=2.0)
+    for text, waits in ((SCAN, (WaitTime("IO:DataFileRead", 3000, 500.0), WaitTime("LWLock:BufferMapping", 2, 0.5))),
+                        ("select sum(x) from big where y < 11", (WaitTime("IO:DataFileRead", 1000, 100.0),))):
+        digest.add(fingerprint(text), text, "app", calls=scan.calls, total_ns=scan.total_ns, max_ns=scan.max_ns,
+                   errors=0, slow_calls=0, slots=scan.slots, breakdown=scan.breakdown, timed=scan.timed,
+                   waits=waits)
+    (totals,) = digest.classes.values()
+    assert [(w.event, w.count, w.ms) for w in totals.time.waits] == [("IO:DataFileRead", 4000, 600.0),
+                                                                    ("LWLock:BufferMapping", 2, 0.5)]
+    text = render_queries._profile_table(digest.ranked(), digest.total_ns, 160, False)
+    assert text.splitlines()[3].strip().startswith(
+        "[cpu 600ms io 1.2s(8000 reads) lock 0 lwlock 0 top IO:DataFileRead 600ms] select sum(x)")
+    (entry,) = json.loads(render_queries.summary_json(_summary(digest), show_literals=False))["classes"]
+    assert entry["waits"] == [{"event": "IO:DataFileRead", "count": 4000, "ms": 600.0},
+                              {"event": "LWLock:BufferMapping", "count": 2, "ms": 0.5}]

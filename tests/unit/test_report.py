@@ -405,7 +405,8 @@ def test_summary_json_fields_and_types() -> None:
     assert {name: type(value) for name, value in record.items()} == {
         "event": str, "start": str, "end": str, "seconds": float, "threshold_ms": float,
         "statements": int, "statements_by_protocol": dict, "statement_time_ms": float,
-        "slow": int, "slow_reported": int, "lost_events": int, "untracked": int, "classes": list,
+        "slow": int, "slow_reported": int, "lost_events": int, "untracked": int,
+        "waits_untracked": int, "classes": list,
         "histogram_us": list,
     }
     assert (record["event"], record["start"], record["end"]) == (

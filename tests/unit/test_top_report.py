@@ -28,6 +28,7 @@ class FakeTrace:
 
     def __init__(self) -> None:
         self.sources = {0: Source("postgresql", "/usr/lib/postgresql/15/bin/postgres", "usdt")}
+        self.versions = {0: "15.18"}
         self.backends = BackendDirectory()
         self.databases = DatabaseNames()
         self.databases.learn("/usr/lib/postgresql/15/bin/postgres", 16384, "shop")
