@@ -12,8 +12,9 @@ watchpoint is on a word it never writes (the postmaster's own wait_event_info, i
 binary's data): no trap, what the watchpoints cost at context switches alone. The benchmark's ``slow-watchpoint`` configuration runs it beside
 ``dbprobe slow``.
 
-``python bench/watchpoint.py limits`` starts a throwaway cluster and finds the debug
-registers' limits on this machine: watchpoints on one backend until the kernel refuses
+``python bench/watchpoint.py limits`` starts a throwaway cluster and measures what a trap
+costs (this process writing a watched word in a loop, with and without the program) and
+the debug registers' limits on this machine: watchpoints on one backend until the kernel refuses
 one, CPU-wide watchpoints on CPU 0 until refused (and then whether a backend's still
 opens), and pgbench with more clients than there are registers, every backend watched.
 """
