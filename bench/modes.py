@@ -28,6 +28,15 @@ MODES: dict[str, Mode] = {mode.key: mode for mode in (
     Mode("slow-breakdown-ref", "dbprobe slow 100ms --breakdown, --reference",
          "dbprobe slow --threshold 100ms --breakdown --json -p PID, as the git revision "
          "given by --reference has it", default=False),
+    Mode("slow-watchpoint", "dbprobe slow 100ms + watchpoints",
+         "dbprobe slow --threshold 100ms --json -p PID & python -m bench.watchpoint trace "
+         "PID: a hardware write watchpoint on every backend's wait_event_info, its BPF "
+         "program doing a breakdown's work per trap (the alternative to --breakdown's "
+         "reading at each context switch)", default=False),
+    Mode("slow-watchpoint-idle", "dbprobe slow 100ms + unwritten watchpoints",
+         "as slow-watchpoint, each backend's watchpoint on a word it never writes "
+         "(python -m bench.watchpoint trace PID --unwritten): no trap, the watchpoints' "
+         "cost at context switches alone", default=False),
     Mode("slow-all", "dbprobe slow 0 (all)",
          "dbprobe slow --threshold 0 --json -p PID > FILE"),
     Mode("three", "slow+locks+txn",

@@ -8,6 +8,7 @@ events it lost.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 import urllib.request
@@ -93,6 +94,20 @@ class DbprobeAttached(Attached):
         summaries = [slow, *(process.summary() for process in self.processes[1:])]
         return TracerCounts(statements=slow["statements"], events=slow["slow"],
                             lost_events=sum(summary["lost_events"] for summary in summaries))
+
+
+class WatchpointAttached(DbprobeAttached):
+    """dbprobe slow and the watchpoints beside it: slow counts the statements, the
+    watchpoints' summary says how many backends they watched and trapped."""
+
+    def _counts(self) -> TracerCounts:
+        counts = DbprobeAttached._counts(self)
+        watched = self.processes[1].summary()
+        refused = f", {len(watched['refused'])} refused" if watched["refused"] else ""
+        return dataclasses.replace(counts, check=(
+            f"{watched['traps']} traps on {watched['backends']} backends{refused}; "
+            f"perf_event_open {watched['open_us_median']} us (median), {watched['open_us_max']} max; "
+            f"program {watched['bpf_runs']} runs, {watched['bpf_run_ns']} ns"))
 
 
 class AgentAttached(Attached):
@@ -183,6 +198,26 @@ def _dbprobe(*commands: list[str], reference: bool = False
     return start
 
 
+def _slow_and_watchpoints(*options: str) -> Callable[[BenchServer, str, Tools], Attached]:
+    def start(server: BenchServer, protocol: str, tools: Tools) -> Attached:
+        return _slow_beside(server, tools, tools.dbprobe.module_argv(
+            "bench.watchpoint", "trace", str(server.pid), *options))
+    return start
+
+
+def _slow_beside(server: BenchServer, tools: Tools, watchpoints: list[str]) -> Attached:
+    processes = [TracerProcess("dbprobe-slow", tools.dbprobe.argv(
+        "slow", "--threshold", "100ms", "--json", "-p", str(server.pid)), tools.workdir,
+        ready_mark=ATTACHED_MARK, **tools.dbprobe.popen_kwargs())]
+    try:
+        processes.append(TracerProcess("watchpoint", watchpoints, tools.workdir,
+                                       ready_mark=ATTACHED_MARK, **tools.dbprobe.popen_kwargs()))
+    except BaseException:
+        processes[0].kill()
+        raise
+    return WatchpointAttached(processes)
+
+
 def _reports_in_one_process(server: BenchServer, protocol: str, tools: Tools) -> Attached:
     process = TracerProcess("dbprobe-together",
                             tools.dbprobe.module_argv("bench.combined", str(server.pid)),
@@ -254,6 +289,8 @@ _ATTACHERS: dict[str, Callable[[BenchServer, str, Tools], Attached]] = {
     "slow-breakdown-ref": _dbprobe(["slow", "--threshold", "100ms", "--breakdown", "--json"],
                                    reference=True),
     "slow-all": _dbprobe(["slow", "--threshold", "0", "--json"]),
+    "slow-watchpoint": _slow_and_watchpoints(),
+    "slow-watchpoint-idle": _slow_and_watchpoints("--unwritten"),
     "three": _dbprobe(["slow", "--threshold", "100ms", "--json"], ["locks", "--json"],
                       ["txn", "--threshold", "100ms", "--json"]),
     "together": _reports_in_one_process,
