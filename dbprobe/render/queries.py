@@ -50,7 +50,7 @@ def breakdown_text(breakdown: TimeBreakdown) -> str:
     parts += [f"{name} {short_ms(ms)}" for name, ms in (
         ("client", breakdown.client_ms), ("runq", breakdown.runq_ms), ("other", breakdown.other_ms))
         if ms >= 0.05]
-    if breakdown.waits:
+    if breakdown.waits and breakdown.waits[0].ms >= 0.05:  # what rounds to 0 says nothing
         parts.append(f"top {breakdown.waits[0].event} {short_ms(breakdown.waits[0].ms)}")
     return " ".join(parts)
 

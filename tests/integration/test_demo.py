@@ -39,7 +39,7 @@ def test_demo_shows_all_three_reports_and_cleans_up(require_root_bpf):
     # Each class with where its statements' time went: the sleeps off CPU, the point queries on it.
     assert re.search(r"^\[slow\] +\d+ +[0-9a-f]{16} .*$\n^\[slow\] +\[cpu [^]]*\] select balance from accounts where id = \?$",
                      out, re.M)
-    assert re.search(r"^\[slow\] +\[cpu [^]]* other [\d.]+m?s\] select pg_sleep\(\?\)$", out, re.M)
+    assert re.search(r"^\[slow\] +\[cpu [^]]* other [\d.]+m?s top Timeout:PgSleep [\d.]+m?s\] select pg_sleep\(\?\)$", out, re.M)
     assert re.search(r"^\[top\]  CALLS/S +MS/S +MEAN +P95 +P99 +ERR/S +MOSTLY +DATABASE +QUERY$", out, re.M)
     assert re.search(r"^\[top\] .* other \d+% +postgres +select pg_sleep\(\?\)$", out, re.M)
     assert re.search(r"^\[top\] .* postgres +select balance from accounts where id = \?$", out, re.M)

@@ -14,7 +14,7 @@ from dbprobe.digest.queries import QueryDigest, SlowQuerySummary
 from dbprobe.kernel.maps import ClassCounters, ClassKey, ClassStats, KernelTotals, LatencyHistogram
 from dbprobe.kernel.records import HIST_SLOTS, Breakdown
 from dbprobe.render import queries as render_queries
-from dbprobe.model import WaitTime
+from dbprobe.model import TimeBreakdown, WaitTime
 from dbprobe.render.top import TopHeader, TopView, mostly, screen
 
 MS = 1_000_000
@@ -157,3 +157,9 @@ def test_a_class_names_its_wait_events_merges_them_and_shows_the_longest() -> No
     (entry,) = json.loads(render_queries.summary_json(_summary(digest), show_literals=False))["classes"]
     assert entry["waits"] == [{"event": "IO:DataFileRead", "count": 4000, "ms": 600.0},
                               {"event": "LWLock:BufferMapping", "count": 2, "ms": 0.5}]
+
+
+def test_a_longest_wait_event_that_rounds_to_nothing_is_not_shown() -> None:
+    tiny = TimeBreakdown(cpu_ms=80, io_ms=0.01, lock_ms=0, lwlock_ms=0, client_ms=0, runq_ms=0,
+                         other_ms=0, reads=1, waits=(WaitTime("IO:DataFileRead", 1, 0.01),))
+    assert render_queries.breakdown_text(tiny) == "cpu 80ms io 0(1 reads) lock 0 lwlock 0"
