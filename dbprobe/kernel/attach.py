@@ -8,6 +8,8 @@ and lowers it on detach. libbcc's ``bpf_attach_uprobe`` takes that offset as its
 argument, which BCC's own Python declaration leaves out (bcc issue 5236), so the call is
 declared here on a separate function object.
 
+A module may be compiled ahead (``held``), for a binary not seen yet: its tracepoints wait
+until an Attachment takes it (dbprobe.kernel.spares keeps such modules).
 ``Attachment`` owns the module and every perf event it opened; closing it detaches all,
 and the kernel drops them too if the process dies, since they live as file descriptors.
 Where the kernel's uprobe PMU refuses a site, libbcc falls back to creating the uprobe
