@@ -19,6 +19,12 @@ Compiling a program takes seconds, so attaching and detaching run on a worker th
 main loop keeps draining the other programs meanwhile. A binary that servers already run
 is first attached with the query family alone, which compiles several times faster, then
 with every family: the second program replaces the first as a reload would.
+
+Binaries of one build (containers of one image, a copied server tree) get the same
+program, so once a binary is attached, a spare of its query program is compiled for the
+next binary of the build (dbprobe.kernel.spares), whose statements are then traced within
+a fraction of a second. The spare is compiled on the worker thread when no attach waits,
+and again after one is taken.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable, Iterable, Sequence
 
 from dbprobe.agent.config import AgentConfig
@@ -38,6 +45,7 @@ from dbprobe.agent.stats import AgentStats, BinaryLabel
 from dbprobe.discover.processes import ServerProcess, identify_binary
 from dbprobe.discover.targets import Target
 from dbprobe.errors import DbprobeError
+from dbprobe.kernel.spares import SpareModules
 from dbprobe.kernel.trace import Trace, TraceRequest
 from dbprobe.recipes.load import load_recipe
 
@@ -61,6 +69,14 @@ class Attached:
     trace: Trace
     families: tuple[str, ...]
     seconds: float
+    from_spare: bool = False  # a program compiled ahead for its build was attached
+
+
+@dataclass(frozen=True, slots=True)
+class SpareMade:
+    label: BinaryLabel
+    families: tuple[str, ...]
+    seconds: float | None  # None: a spare of that program was held already
 
 
 @dataclass(slots=True)
@@ -145,22 +161,40 @@ def families_for(db: str, wanted: Sequence[str]) -> tuple[str, ...]:
     return tuple(family for family in wanted if family in known)
 
 
-def open_trace(target: Target, families: tuple[str, ...], config: AgentConfig) -> Attached:
+def request_for(target: Target, families: tuple[str, ...], config: AgentConfig) -> TraceRequest:
+    return TraceRequest(families=families, databases=(target.db,),
+                        thresholds_ns=config.kernel_thresholds_ns(),
+                        breakdown=config.breakdown and "query" in families)
+
+
+def open_trace(target: Target, families: tuple[str, ...], config: AgentConfig,
+               spares: SpareModules | None = None) -> Attached:
     started = time.monotonic()
-    request = TraceRequest(families=families, databases=(target.db,),
-                           thresholds_ns=config.kernel_thresholds_ns(),
-                           breakdown=config.breakdown and "query" in families)
-    trace = Trace.open_target(target, request)
-    return Attached(trace, families, time.monotonic() - started)
+    trace = Trace.open_target(target, request_for(target, families, config), spares)
+    return Attached(trace, families, time.monotonic() - started, trace.from_spare)
+
+
+def prepare_spare(target: Target, families: tuple[str, ...], config: AgentConfig,
+                  spares: SpareModules) -> float | None:
+    """Compile a spare of the program `families` make for `target`'s build; the seconds it
+    took, None when one was held already."""
+    started = time.monotonic()
+    made = Trace.prepare_spare(target, request_for(target, families, config), spares)
+    return time.monotonic() - started if made else None
 
 
 class Follower:
     def __init__(self, config: AgentConfig, stats: AgentStats,
                  make_traced: Callable[[Trace, BinaryLabel, tuple[str, ...]], TracedBinary],
                  log: Callable[[str], None], clock: Callable[[], float] = time.monotonic,
-                 opener: Callable[[Target, tuple[str, ...], AgentConfig], Attached] = open_trace):
+                 opener: Callable[[Target, tuple[str, ...], AgentConfig], Attached] | None = None,
+                 preparer: Callable[[Target, tuple[str, ...], AgentConfig], float | None] | None = None):
         self.config = config
-        self._opener = opener
+        self.spares = SpareModules()
+        self._opener = opener or partial(open_trace, spares=self.spares)
+        self._preparer = preparer or partial(prepare_spare, spares=self.spares)
+        self._spares_wanted: dict[Identity, None] = {}  # binaries whose build wants a spare
+        self._spare_job: Future | None = None
         self.binaries: dict[Identity, Followed] = {}
         self._stats = stats
         self._make_traced = make_traced
@@ -242,6 +276,7 @@ class Follower:
                 followed.stale = False
                 self._start(followed)
         self._closing = [job for job in self._closing if not job.done()]
+        self._prepare_spare_when_idle(now)
 
     def _finished(self, followed: Followed, job: Future) -> None:
         try:
@@ -261,18 +296,69 @@ class Follower:
         followed.state, followed.error, followed.failures = ATTACHED, None, 0
         stats = self._stats.binary(followed.label)
         stats.attaches += 1
+        stats.spare_attaches += attached.from_spare
         stats.attach_seconds = attached.seconds
+        if previous is None:
+            stats.first_attach_seconds = attached.seconds
         stats.probes = attached.trace.probes_attached
         stats.families = attached.families
         plans = "; ".join(f"{plan.family.name} via {plan.mechanism}" for plan in attached.trace.plans)
         servers = ", ".join(f"pid {server.pid}" for server in followed.servers) or "no server yet"
+        ready = " (a compiled program ready for this build)" if attached.from_spare else ""
         self._log(f"attached {followed.label.db} {followed.target.version or ''} "
-                  f"{followed.target.binary} ({plans}) in {attached.seconds:.1f} s: "
+                  f"{followed.target.binary} ({plans}) in {attached.seconds:.2f} s{ready}: "
                   f"{attached.trace.probes_attached} probes attached, serving {servers}")
         if previous is not None:
             self._retire(previous)
         if attached.families != families_for(followed.target.db, self.config.families):
             followed.stale, followed.retry_at = True, 0.0
+        self._spares_wanted[followed.identity] = None
+
+    # -- spares ----------------------------------------------------------------------------
+
+    def _prepare_spare_when_idle(self, now: float) -> None:
+        """Compile the next spare wanted, when the worker has no attach to do: an attach
+        that comes meanwhile waits for that one compile at most."""
+        if self._spare_job is not None:
+            if not self._spare_job.done():
+                return
+            self._spare_finished(self._spare_job)
+            self._spare_job = None
+        while self._spares_wanted and not self._attach_due(now):
+            identity = next(iter(self._spares_wanted))
+            del self._spares_wanted[identity]
+            followed = self.binaries.get(identity)
+            if followed is None or followed.state != ATTACHED:
+                continue
+            families = self._spare_families(followed.target.db)
+            if families:
+                self._spare_job = self._worker.submit(self._prepare, followed.target, followed.label,
+                                                      families, self.config)
+                return
+
+    def _spare_families(self, db: str) -> tuple[str, ...]:
+        """The program a new server of this build needs first: statements (see _start)."""
+        families = families_for(db, self.config.families)
+        return QUICK_FAMILIES if "query" in families else ()
+
+    def _attach_due(self, now: float) -> bool:
+        return any(followed.job is not None
+                   or (followed.stale or followed.state == ERROR) and now >= followed.retry_at
+                   for followed in self.binaries.values())
+
+    def _prepare(self, target: Target, label: BinaryLabel, families: tuple[str, ...],
+                 config: AgentConfig) -> SpareMade:
+        return SpareMade(label, families, self._preparer(target, families, config))
+
+    def _spare_finished(self, job: Future) -> None:
+        try:
+            made: SpareMade = job.result()
+        except Exception as error:  # no spare: the next binary of the build compiles its own
+            self._log(f"cannot compile a spare program: {error}")
+            return
+        if made.seconds is not None:
+            self._log(f"compiled a spare {'+'.join(made.families)} program for the next binary of the "
+                      f"build of {made.label.path} in {made.seconds:.2f} s")
 
     def _failed(self, followed: Followed, reason: str) -> None:
         followed.failures += 1
@@ -312,6 +398,8 @@ class Follower:
         """A new configuration; the programs are rebuilt when it changes what they trace."""
         rebuild = self.config.tracing_differs(config)
         self.config = config
+        if rebuild:  # after the spare being compiled, if one is: the worker runs in order
+            self._closing.append(self._worker.submit(self.spares.clear))
         for followed in self.binaries.values():
             if followed.traced is not None:
                 followed.traced.config = config
@@ -327,6 +415,7 @@ class Follower:
         """Detach everything, waiting for the attaches under way to finish first."""
         for followed in list(self.binaries.values()):
             self._detach(followed, "the agent stops")
+        self.spares.close()  # a spare being compiled is closed when it is done
         self._worker.shutdown(wait=True)
         for job in self._closing:
             if job.exception() is not None:

@@ -62,6 +62,7 @@ class AgentView:
     binaries: Sequence[BinaryView]
     thresholds_ns: dict[str, int]
     top_k: int
+    spares: int = 0  # compiled programs held ready for the next binary of a build
 
 
 def buckets(slots: Sequence[int]) -> list[tuple[str, float]]:
@@ -243,6 +244,12 @@ def _binary_families(view: AgentView) -> list[Metric]:
     errors = CounterMetricFamily("dbprobe_attach_errors", "Attempts to attach that failed.", labels=labels)
     attach_time = GaugeMetricFamily("dbprobe_attach_duration_seconds",
                                     "How long the last attach took (compiling included).", labels=labels)
+    first_attach_time = GaugeMetricFamily("dbprobe_first_attach_duration_seconds",
+                                          "How long the attach took that began tracing the binary.",
+                                          labels=labels)
+    spare_attaches = CounterMetricFamily("dbprobe_spare_attaches",
+                                         "Attaches that took a program compiled ahead for the binary's build.",
+                                         labels=labels)
     states = {binary.label: binary.state for binary in view.binaries}
     for label, stats in view.stats.binaries.items():
         values = [label.db, label.path, label.container]
@@ -263,10 +270,14 @@ def _binary_families(view: AgentView) -> list[Metric]:
         if label in states:
             state.add_metric(values, {name: name == states[label] for name in ("attaching", "attached", "error")})
             probes.add_metric(values, stats.probes if states[label] == "attached" else 0)
+        spare_attaches.add_metric(values, stats.spare_attaches)
         if stats.attach_seconds is not None:
             attach_time.add_metric(values, stats.attach_seconds)
+        if stats.first_attach_seconds is not None:
+            first_attach_time.add_metric(values, stats.first_attach_seconds)
     return [statements, statement_seconds, statement_latency, transactions, transaction_latency,
-            sent, lost, unattributed, state, probes, attaches, errors, attach_time]
+            sent, lost, unattributed, state, probes, attaches, errors, attach_time, first_attach_time,
+            spare_attaches]
 
 
 def _agent_families(view: AgentView) -> list[Metric]:
@@ -296,5 +307,8 @@ def _agent_families(view: AgentView) -> list[Metric]:
     last_reload.add_metric([], 1 if stats.last_reload_ok else 0)
     scans = CounterMetricFamily("dbprobe_scans", "Discoveries of the host's servers.")
     scans.add_metric([], stats.scans)
-    return [info, thresholds, top_k, overflows, written, failed, reloads, last_reload, scans]
+    spares = GaugeMetricFamily("dbprobe_spare_programs",
+                               "Compiled programs held ready for the next binary of a build.")
+    spares.add_metric([], view.spares)
+    return [info, thresholds, top_k, overflows, written, failed, reloads, last_reload, scans, spares]
 

@@ -281,7 +281,8 @@ class Agent:
                                       process.port, process.container or "", process.binary_in_root,
                                       families))
         binaries = [BinaryView(followed.label, followed.state) for followed in self.follower.binaries.values()]
-        return AgentView(self.stats, servers, binaries, dict(self.config.thresholds_ns), self.config.top_k)
+        return AgentView(self.stats, servers, binaries, dict(self.config.thresholds_ns), self.config.top_k,
+                         spares=len(self.follower.spares))
 
 
 def run_agent(config_path: str | None, listen: str | None, events: str | None) -> int:

@@ -92,6 +92,8 @@ class BinaryStats:
     attaches: int = 0
     attach_errors: int = 0
     attach_seconds: float | None = None  # the last successful attach
+    first_attach_seconds: float | None = None  # the attach that began tracing it
+    spare_attaches: int = 0  # attaches of a program compiled ahead for its build
     probes: int = 0
     unattributed: int = 0  # records whose server could not be told
     families: tuple[str, ...] = ()  # of its last program

@@ -8,6 +8,8 @@ and lowers it on detach. libbcc's ``bpf_attach_uprobe`` takes that offset as its
 argument, which BCC's own Python declaration leaves out (bcc issue 5236), so the call is
 declared here on a separate function object.
 
+A module may be compiled ahead (``held``), for a binary not seen yet: its tracepoints wait
+until an Attachment takes it (dbprobe.kernel.spares keeps such modules).
 ``Attachment`` owns the module and every perf event it opened; closing it detaches all,
 and the kernel drops them too if the process dies, since they live as file descriptors.
 Where the kernel's uprobe PMU refuses a site, libbcc falls back to creating the uprobe
@@ -44,19 +46,84 @@ def import_bcc():
     return bcc
 
 
+def compile_module(source: str, cflags: Sequence[str], *, held: bool = False):
+    """The BCC module of a program text: compiled, its maps created. BCC attaches the
+    module's tracepoint programs as it compiles; a module `held` leaves them unloaded until
+    an Attachment takes it, and has its other programs loaded (verified) already: a module
+    compiled ahead, for a binary not seen yet."""
+    bcc = import_bcc()
+    kind = _held_module_class(bcc) if held else bcc.BPF
+    with _captured_stderr() as diagnostics:
+        try:
+            module = kind(text=source.encode(), cflags=list(cflags))
+        except Exception as error:
+            raise DbprobeError(_compile_failure(error, diagnostics())) from None
+        if held:
+            module.load_programs()
+    return module
+
+
+# The functions BCC attaches itself, by the prefix of their names (BPF._trace_autoload).
+_AUTOLOADED = (b"kprobe__", b"kretprobe__", b"tracepoint__", b"raw_tracepoint__", b"kfunc__",
+               b"kretfunc__", b"lsm__")
+_HELD_MODULE = None
+
+
+def _held_module_class(bcc):
+    """bcc.BPF, its tracepoints attached by start() rather than when it compiles."""
+    global _HELD_MODULE
+    if _HELD_MODULE is None:
+        class HeldModule(bcc.BPF):
+            started = False
+
+            def _trace_autoload(self):
+                if self.started:
+                    super()._trace_autoload()
+
+            def start(self) -> None:
+                self.started = True
+                self._trace_autoload()
+
+            def load_programs(self) -> None:
+                """Load every uprobe program, so that attaching spends no verifier time."""
+                lib = bcc.libbcc.lib
+                for index in range(lib.bpf_num_functions(self.module)):
+                    name = lib.bpf_function_name(self.module, index)
+                    if not name.startswith(_AUTOLOADED):
+                        try:
+                            self.load_func(name, bcc.BPF.KPROBE)
+                        except Exception:
+                            pass  # loaded again when attached, which says why it fails
+
+        _HELD_MODULE = HeldModule
+    return _HELD_MODULE
+
+
 class Attachment:
     """A compiled BPF module and the uprobes its programs are attached to."""
 
-    def __init__(self, source: str, cflags: Sequence[str]):
+    def __init__(self, module):
+        """Own `module` (from compile_module), starting its tracepoints if they are held."""
         bcc = import_bcc()
         self._lib = bcc.libbcc.lib
         self._attach_uprobe = _declare_attach_uprobe(self._lib)
+        self.bpf = module
+        self._events: list[tuple[bytes, int]] = []  # (event name, perf event fd)
+        if getattr(module, "started", True) is False:
+            self._start_tracepoints()
+
+    def _start_tracepoints(self) -> None:
         with _captured_stderr() as diagnostics:
             try:
-                self.bpf = bcc.BPF(text=source.encode(), cflags=list(cflags))
+                self.bpf.start()
             except Exception as error:
-                raise DbprobeError(_compile_failure(error, diagnostics())) from None
-        self._events: list[tuple[bytes, int]] = []  # (event name, perf event fd)
+                detail = str(error).splitlines()[0] if str(error) else diagnostics().strip()
+                self.close()
+                raise DbprobeError(f"cannot attach the program's tracepoints: {detail}") from None
+
+    @classmethod
+    def compile(cls, source: str, cflags: Sequence[str]) -> "Attachment":
+        return cls(compile_module(source, cflags))
 
     def has_table(self, name: str) -> bool:
         if self.bpf is None:

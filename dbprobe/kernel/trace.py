@@ -22,6 +22,7 @@ from dbprobe.kernel.attach import Attachment, remove_stale_events
 from dbprobe.kernel.classhash import install_class_counter
 from dbprobe.kernel.maps import Collector
 from dbprobe.kernel.program import DEFAULT_RINGBUF_BYTES, Parameters, TraceProgram, build_program
+from dbprobe.kernel.spares import SpareModules
 from dbprobe.model import Source
 from dbprobe.recipes.bind import FamilyPlan, plan_family, require_plan
 from dbprobe.recipes.load import load_recipe
@@ -55,7 +56,9 @@ class Trace:
     Records reach the handler registered with on() for their type, as the loop polls them.
     """
 
-    def __init__(self, bound: Sequence[BoundTarget], program: TraceProgram, attachment: Attachment):
+    def __init__(self, bound: Sequence[BoundTarget], program: TraceProgram, attachment: Attachment,
+                 from_spare: bool = False):
+        self.from_spare = from_spare  # its module was compiled ahead, for another binary
         self.targets = [entry.target for entry in bound]
         self.plans = [plan for entry in bound for plan in entry.plans]
         by_binary = {entry.target.binary: entry.target for entry in bound}
@@ -76,29 +79,36 @@ class Trace:
         return cls._attach_bound(_bind_targets(request, warn), request)
 
     @classmethod
-    def open_target(cls, target: Target, request: TraceRequest) -> "Trace":
+    def open_target(cls, target: Target, request: TraceRequest,
+                    spares: SpareModules | None = None) -> "Trace":
         """One trace of a target chosen by the caller (the agent follows binaries itself);
-        the request's families and thresholds apply, its pid and binary are not used."""
+        the request's families and thresholds apply, its pid and binary are not used. A
+        spare of the same program in `spares` is attached instead of compiling one."""
         preflight.require_tracing_ready()
-        return cls._attach_bound([_bind(target, request.families)], request)
+        return cls._attach_bound([_bind(target, request.families)], request, spares)
 
     @classmethod
-    def _attach_bound(cls, bound: Sequence[BoundTarget], request: TraceRequest) -> "Trace":
-        parameters = Parameters(thresholds_ns=request.thresholds_ns, filter_pids=request.pid is not None,
-                                ringbuf_bytes=request.ringbuf_bytes, breakdown=request.breakdown,
-                                wait_profile=request.wait_profile,
-                                task_pid_offset=_task_pid_offset(request))
-        program = build_program([plan for entry in bound for plan in entry.plans], parameters)
+    def prepare_spare(cls, target: Target, request: TraceRequest, spares: SpareModules) -> bool:
+        """Compile a spare of the program open_target would attach to `target`, for the next
+        binary of its build; False when `spares` holds one already."""
+        return spares.prepare(_build([_bind(target, request.families)], request))
+
+    @classmethod
+    def _attach_bound(cls, bound: Sequence[BoundTarget], request: TraceRequest,
+                      spares: SpareModules | None = None) -> "Trace":
+        program = _build(bound, request)
         _remove_stale_events()
-        attachment = Attachment(program.source, program.cflags)
+        spare = spares.take(program) if spares is not None else None
+        attachment = (Attachment(spare) if spare is not None
+                      else Attachment.compile(program.source, program.cflags))
         try:
             install_class_counter(attachment.bpf)
             for entry in bound:
                 seed_servers(attachment.bpf, entry.target.servers)
-            if parameters.filter_pids:
+            if request.pid is not None:
                 _seed_traced_pids(attachment, bound[0].target)
             attachment.attach(program.hooks)
-            trace = cls(bound, program, attachment)
+            trace = cls(bound, program, attachment, from_spare=spare is not None)
             trace._learn_database_names(bound)
         except BaseException:
             attachment.close()
@@ -177,6 +187,15 @@ def _bind_targets(request: TraceRequest, warn: Callable[[str], None]) -> list[Bo
     for failure in failures:
         warn(failure)
     return bound
+
+
+def _build(bound: Sequence[BoundTarget], request: TraceRequest) -> TraceProgram:
+    """The one program of the bound targets' plans, with the request's parameters."""
+    parameters = Parameters(thresholds_ns=request.thresholds_ns, filter_pids=request.pid is not None,
+                            ringbuf_bytes=request.ringbuf_bytes, breakdown=request.breakdown,
+                            wait_profile=request.wait_profile,
+                            task_pid_offset=_task_pid_offset(request))
+    return build_program([plan for entry in bound for plan in entry.plans], parameters)
 
 
 def _bind(target: Target, families: Sequence[str]) -> BoundTarget:

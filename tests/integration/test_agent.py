@@ -500,6 +500,50 @@ def test_mariadb_started_beside_postgresql(agent, pg, root):
     wait_for(lambda: state_of(agent, name) == "gone", 10, "the stopped MariaDB is not gone")
 
 
+SPARE_COMPILED = re.compile(r"compiled a spare query program for the next binary of the build of "
+                            r"(?P<binary>\S+) in (?P<seconds>[\d.]+) s")
+
+
+def test_a_server_on_a_copy_of_the_tree_is_attached_with_the_spare_program(agent, pg, pg_bindir, root):
+    # Once the watched binary was attached, a spare of its query program was compiled.
+    wait_for(lambda: agent.value("dbprobe_spare_programs") >= 1, ATTACH_TIMEOUT_S,
+             f"no spare program was compiled:\n{agent.stderr}")
+    [compiled_s] = [float(m["seconds"]) for m in SPARE_COMPILED.finditer(agent.stderr)
+                    if m["binary"] == str(pg_bindir / "postgres")]
+    # The watched binary's first program, compiled for it when the agent started.
+    from_scratch_s = agent.value("dbprobe_first_attach_duration_seconds", binary=str(pg_bindir / "postgres"))
+    bindir = copy_postgres_tree(root / "copied")  # the same build, a path no `watch` names
+    copy = bindir / "postgres"
+    label = {"binary": str(copy), "db_system": "postgresql"}
+    with Postgres(bindir=bindir, base_dir=root) as server:
+        name = server_name(server)
+        wait_for(lambda: state_of(agent, name) == "attached", ATTACH_TIMEOUT_S,
+                 f"the server on the copy was not attached:\n{agent.stderr}")
+        attached_s = wait_for(lambda: agent.value("dbprobe_first_attach_duration_seconds", **label), 10,
+                              "no attach time for the copy")
+        print(f"\ncopy attached in {attached_s:.2f} s with the spare program; compiling that program "
+              f"took {compiled_s:.2f} s, the watched binary's first attach {from_scratch_s:.2f} s")
+        assert agent.value("dbprobe_spare_attaches_total", **label) == 1
+        assert re.search(rf"attached postgresql \S* {re.escape(str(copy))} \(query via usdt\) in [\d.]+ s "
+                         rf"\(a compiled program ready for this build\)", agent.stderr), agent.stderr
+        assert attached_s < 0.5 * compiled_s and attached_s < 0.5 * from_scratch_s
+        # Statements are traced from then on (by the spare, unless every family is in already).
+        with server.connect() as conn:
+            conn.execute(SLOW)
+        wait_for(lambda: [e for e in events_of(root, name) if e["query"] == "SELECT pg_sleep(?)"], 10,
+                 f"no event from the copy's server:\n{agent.stderr}")
+        wait_for(lambda: agent.value("dbprobe_statements_total", **label) >= 1, 10,
+                 "the copy's statements are not counted by its binary")
+        # Every family follows, compiled as usual; and a new spare for the next copy.
+        wait_for(lambda: agent.value("dbprobe_attaches_total", **label) == 2, ATTACH_TIMEOUT_S,
+                 f"the copy's full program was not attached:\n{agent.stderr}")
+        slow_statement_traced(agent, root, server)
+        wait_for(lambda: agent.value("dbprobe_spare_programs") >= 1 and len(
+            [m for m in SPARE_COMPILED.finditer(agent.stderr) if m["binary"] == str(copy)]) == 1,
+            ATTACH_TIMEOUT_S, f"no new spare after the spare was taken:\n{agent.stderr}")
+    wait_for(lambda: state_of(agent, name) == "gone", 10, "the stopped copy is not gone")
+
+
 UNTRACEABLE = "#include <unistd.h>\nint main(void) { for (;;) pause(); }\n"
 
 

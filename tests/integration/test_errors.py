@@ -108,7 +108,7 @@ def test_a_failed_attach_leaves_nothing_attached(pg_server, require_root_bpf, ca
                      handler="pg_error", args=(), label="beyond the end of the file")
     (query_start,) = binary.usdt_probe_sites("postgresql", "query__start")
     program = build_program([replace(plan, sites=plan.sites + (broken,))], Parameters())
-    attachment = Attachment(program.source, program.cflags)
+    attachment = Attachment.compile(program.source, program.cflags)
     try:
         with pytest.raises(DbprobeError, match="cannot attach to beyond the end of the file"):
             attachment.attach(group_sites(plan.sites + (broken,)))

@@ -146,22 +146,43 @@ class FakeTraced:
 
 
 class Opener:
-    """Stands in for compiling and attaching: fails while `failing` is set."""
+    """Stands in for compiling and attaching: fails while `failing` is set; attaches a
+    spare (taking it) when `spare_for` holds the families asked for."""
 
     def __init__(self) -> None:
         self.failing: str | None = None
         self.calls = []
+        self.spare_for: set[tuple[str, ...]] = set()
 
     def __call__(self, target, families, config) -> Attached:
         self.calls.append((target.binary, families, config))
         if self.failing:
             raise DbprobeError(self.failing)
+        if families in self.spare_for:
+            self.spare_for.discard(families)
+            return Attached(FakeTrace(), families, 0.001, from_spare=True)
         return Attached(FakeTrace(), families, 0.01)
 
 
-def follower_for(config: AgentConfig, clock: Clock, opener: Opener, log: list[str]) -> Follower:
+class Preparer:
+    """Stands in for compiling a spare: records what it was asked for, and when."""
+
+    def __init__(self, opener: Opener) -> None:
+        self.calls = []
+        self._opener = opener
+
+    def __call__(self, target, families, config) -> float | None:
+        self.calls.append((target.binary, families, len(self._opener.calls)))
+        if families in self._opener.spare_for:
+            return None
+        self._opener.spare_for.add(families)
+        return 1.5
+
+
+def follower_for(config: AgentConfig, clock: Clock, opener: Opener, log: list[str],
+                 preparer: Preparer | None = None) -> Follower:
     return Follower(config, AgentStats(top_k=config.top_k), FakeTraced, log.append, clock=clock,
-                    opener=opener)
+                    opener=opener, preparer=preparer or Preparer(opener))
 
 
 def settle(follower: Follower) -> None:
@@ -171,9 +192,13 @@ def settle(follower: Follower) -> None:
         while any(f.job is not None and not f.job.done() for f in follower.binaries.values()):
             assert time.monotonic() < deadline
             time.sleep(0.01)
+        spare = follower._spare_job
+        while spare is not None and not spare.done():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
         follower.poll()
         if all(f.job is None and not (f.stale and f.retry_at <= follower._clock())
-               for f in follower.binaries.values()):
+               for f in follower.binaries.values()) and follower._spare_job is None:
             return
 
 
@@ -307,6 +332,54 @@ def test_a_reload_that_changes_tracing_reattaches_keeping_the_old_program_meanwh
     assert new is not old and old.finished and opener.calls[-1][2] is faster
     assert opener.calls[-1][1] == ("query", "locks", "txn")
     follower.close()
+
+
+def test_a_spare_of_the_query_program_is_compiled_once_no_attach_waits(binary: Path, tmp_path: Path) -> None:
+    clock, opener, log = Clock(), Opener(), []
+    preparer = Preparer(opener)
+    follower = follower_for(AgentConfig(watch=()), clock, opener, log, preparer)
+    follower.reconcile([server(binary, 1)])
+    settle(follower)
+    # After both attaches of the binary, never between them: the full one was waiting.
+    assert [call[1:] for call in preparer.calls] == [(("query",), 2)]
+    assert any("compiled a spare query program for the next binary of the build of "
+               f"{binary} in 1.50 s" in line for line in log)
+    # A copy of the binary (a new file, the same build) is attached with the spare first.
+    copy = tmp_path / "copy" / "postgres"
+    copy.parent.mkdir()
+    copy.write_bytes(binary.read_bytes())
+    follower.reconcile([server(binary, 1), server(copy, 2, data_dir="/srv/copy")])
+    settle(follower)
+    assert [call[1] for call in opener.calls[2:]] == [("query",), ("query", "locks", "txn")]
+    assert any(f"{copy} (" in line and "(a compiled program ready for this build)" in line
+               for line in log)
+    stats = follower._stats.binary(follower.binaries[next(i for i, f in follower.binaries.items()
+                                                          if f.target.binary == str(copy))].label)
+    assert stats.spare_attaches == 1 and stats.attaches == 2
+    assert stats.first_attach_seconds == 0.001 and stats.attach_seconds == 0.01
+    # The spare taken, another is compiled for the next copy.
+    assert "query" in {families[0] for families in opener.spare_for}
+    assert [call[0] for call in preparer.calls[-1:]] == [str(copy)]
+    follower.close()
+
+
+def test_spares_are_closed_by_a_reload_that_changes_tracing_and_at_exit(binary: Path) -> None:
+    clock, opener, log = Clock(), Opener(), []
+    config = AgentConfig(watch=())
+    follower = follower_for(config, clock, opener, log)
+    closed = []
+    follower.spares.clear = lambda: closed.append("clear")
+    follower.spares.close = lambda: closed.append("close")
+    follower.reconcile([server(binary, 1)])
+    settle(follower)
+    follower.reconfigure(replace(config, top_k=5))
+    settle(follower)
+    assert closed == []  # nothing that is compiled changed
+    follower.reconfigure(replace(config, thresholds_ns={**config.thresholds_ns, "query": 0}))
+    settle(follower)
+    assert closed == ["clear"]
+    follower.close()
+    assert closed == ["clear", "close"]
 
 
 def test_families_a_server_does_not_have_are_left_out(tmp_path: Path) -> None:
