@@ -18,7 +18,7 @@ space (those at or over the query threshold), for a program without the class ma
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Protocol
 
 from dbprobe.correlate.classes import ClassSamples
@@ -133,11 +133,12 @@ class KernelClasses:
         current = self._collector.class_counters()
         grown = current - self._last
         now = self._clock()
-        counts = []
+        counts, unnamed = [], []
         for key, stats in grown.classes.items():
             self._last_grown[key] = now
             server = (self._server_of(key.server) if key.server else None) or self._only_server()
             if server is None:
+                unnamed.append(key)  # a server the agent has not named yet: at a later drain
                 continue
             sample = self._samples.sample(key)
             fingerprint = sample.fingerprint.id if sample else f"{key.hash:016x}"
@@ -145,7 +146,7 @@ class KernelClasses:
             counts.append(ClassCounts(server, fingerprint, text, stats.calls, stats.total_ns,
                                       stats.errors, stats.slots, stats.breakdown,
                                       ClassSamples.named_waits(stats.breakdown, sample)))
-        self._last = self._evict_idle(current, now)
+        self._last = self._evict_idle(_holding_back(current, self._last, unnamed), now)
         self._untracked = current.untracked
         return counts
 
@@ -163,3 +164,17 @@ class KernelClasses:
     @property
     def untracked(self) -> int:
         return self._untracked
+
+
+def _holding_back(current: ClassCounters, last: ClassCounters, keys: list[ClassKey]) -> ClassCounters:
+    """The reading to count the next drain from, where the classes of `keys` keep their
+    earlier reading: what they grew by is handed out once their server has a name."""
+    if not keys:
+        return current
+    classes = dict(current.classes)
+    for key in keys:
+        if key in last.classes:
+            classes[key] = last.classes[key]
+        else:
+            del classes[key]
+    return replace(current, classes=classes)

@@ -534,6 +534,9 @@ def test_a_server_on_a_copy_of_the_tree_is_attached_with_the_spare_program(agent
                  f"no event from the copy's server:\n{agent.stderr}")
         wait_for(lambda: agent.value("dbprobe_statements_total", **label) >= 1, 10,
                  "the copy's statements are not counted by its binary")
+        # And by class, under their server, even when counted before a scan named it.
+        wait_for(lambda: agent.value("dbprobe_class_calls_total", server=name, fingerprint=SLOW_CLASS) >= 1,
+                 10, f"the copy's statement is not counted in its class:\n{agent.stderr}")
         # Every family follows, compiled as usual; and a new spare for the next copy.
         wait_for(lambda: agent.value("dbprobe_attaches_total", **label) == 2, ATTACH_TIMEOUT_S,
                  f"the copy's full program was not attached:\n{agent.stderr}")

@@ -76,3 +76,20 @@ def test_a_class_idle_long_enough_leaves_the_map_and_counts_afresh_when_seen_aga
     assert classes.drain() == [] and trace.deleted == [key] and trace.map == {}
     trace.map = {key: stats(1)}  # the kernel made it again, from zero
     assert [c.calls for c in classes.drain()] == [1]
+
+
+def test_a_class_of_a_server_not_named_yet_is_handed_out_once_it_is() -> None:
+    """A server just started on a new binary may count statements before the agent's scan
+    names it: what it counted waits for the name rather than being dropped."""
+    trace, clock = FakeTrace(), Clock()
+    servers: dict[int, str] = {}
+    classes = KernelClasses(trace, servers.get, lambda: None, clock)
+    key = ClassKey(900, 5, 0xA)
+    trace.map = {key: stats(3)}
+    assert classes.drain() == []
+    trace.map = {key: stats(5)}
+    assert classes.drain() == []
+    servers[900] = "/srv/new"
+    assert [(c.server, c.calls) for c in classes.drain()] == [("/srv/new", 5)]
+    trace.map = {key: stats(6)}
+    assert [(c.server, c.calls) for c in classes.drain()] == [("/srv/new", 1)]
