@@ -11,6 +11,9 @@
  * A statement whose class would not fit in the full map is counted as untracked, never
  * silently dropped.
  *
+ * With DBP_WITH_BREAKDOWN each class also sums where its statements' time went (waits.h):
+ * the parts in its entry, the wait events in class_waits, keyed by class and event.
+ *
  * The scanner runs one table lookup per byte and no branch but the loop's own: the
  * verifier walks a loop byte by byte, and a branch per byte would give it more paths than
  * it follows over two thousand bytes (and BCC cannot pass bpf_loop a callback). The table

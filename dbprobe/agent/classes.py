@@ -62,6 +62,10 @@ class ClassSource(Protocol):
     def untracked(self) -> int:
         """Statements counted in no class of their own because the table was full, since start."""
 
+    @property
+    def waits_untracked(self) -> int:
+        """A class's wait events that the kernel's full table of them did not keep, since start."""
+
 
 class _Pending:
     __slots__ = ("text", "calls", "total_ns", "errors", "slots")
@@ -110,6 +114,10 @@ class SlowStatementClasses:
     def untracked(self) -> int:
         return self._untracked
 
+    @property
+    def waits_untracked(self) -> int:
+        return 0  # these classes sum no wait events
+
 
 class KernelClasses:
     """The kernel's class map of one trace, drained: what grew since the previous drain."""
@@ -125,6 +133,7 @@ class KernelClasses:
         self._last = ClassCounters.empty()
         self._last_grown: dict[ClassKey, float] = {}
         self._untracked = 0
+        self._waits_untracked = 0
 
     def statement(self, server: str, query: Query) -> None:
         pass  # the kernel counted it already
@@ -148,6 +157,7 @@ class KernelClasses:
                                       ClassSamples.named_waits(stats.breakdown, sample)))
         self._last = self._evict_idle(_holding_back(current, self._last, unnamed), now)
         self._untracked = current.untracked
+        self._waits_untracked = current.waits_untracked
         return counts
 
     def _evict_idle(self, current: ClassCounters, now: float) -> ClassCounters:
@@ -164,6 +174,10 @@ class KernelClasses:
     @property
     def untracked(self) -> int:
         return self._untracked
+
+    @property
+    def waits_untracked(self) -> int:
+        return self._waits_untracked
 
 
 def _holding_back(current: ClassCounters, last: ClassCounters, keys: list[ClassKey]) -> ClassCounters:

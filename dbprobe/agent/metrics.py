@@ -291,9 +291,11 @@ def _agent_families(view: AgentView) -> list[Metric]:
     top_k = GaugeMetricFamily("dbprobe_class_series_limit", "Classes with series of their own, per server.")
     top_k.add_metric([], view.top_k)
     overflows = CounterMetricFamily("dbprobe_map_overflows",
-                                    "Statements counted in no class of their own because a class table was full.",
+                                    "What a full kernel table could not count: statements in no class of their own "
+                                    "(classes), a class's wait events (class_waits).",
                                     labels=["map"])
     overflows.add_metric(["classes"], stats.untracked_statements)
+    overflows.add_metric(["class_waits"], stats.untracked_waits)
     written = CounterMetricFamily("dbprobe_events_written", "Events written as JSON lines.", labels=["event"])
     for kind in ("query", "lock_wait", "lock_waiting", "deadlock"):
         written.add_metric([kind], stats.events.get(kind, 0))

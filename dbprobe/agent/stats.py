@@ -120,6 +120,7 @@ class AgentStats:
     events: Counter = field(default_factory=Counter)  # written, by kind
     events_failed: int = 0
     untracked_statements: int = 0  # counted in `other` because a class table was full
+    untracked_waits: int = 0  # a class's wait events the kernel's full class_waits did not keep
     reloads: Counter = field(default_factory=Counter)  # "success", "failure"
     last_reload_ok: bool = True
     scans: int = 0

@@ -57,6 +57,7 @@ class TracedBinary:
             KernelClasses(trace, servers.server_of, self._only_server) if trace.counts_classes
             else SlowStatementClasses())
         self._untracked_seen = 0
+        self._waits_untracked_seen = 0
         self._tracker = (LockWaitTracker(trace.sources, trace.versions, trace.backends,
                                          trace.collector.last_statement)
                          if "locks" in self.families else None)
@@ -201,6 +202,9 @@ class TracedBinary:
         untracked = self._class_source.untracked
         self._stats.untracked_statements += untracked - self._untracked_seen
         self._untracked_seen = untracked
+        waits_untracked = self._class_source.waits_untracked
+        self._stats.untracked_waits += waits_untracked - self._waits_untracked_seen
+        self._waits_untracked_seen = waits_untracked
 
     def read_kernel_counts(self) -> KernelCounts:
         collector = self.trace.collector

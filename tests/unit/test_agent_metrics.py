@@ -118,7 +118,11 @@ def test_per_binary_kernel_counts_add_retired_programs() -> None:
 
 
 def test_the_agents_own_state() -> None:
-    found = scrape(sample_view())
+    view = sample_view()
+    view.stats.untracked_statements, view.stats.untracked_waits = 7, 2
+    found = scrape(view)
+    assert one(found, "dbprobe_map_overflows_total", map="classes") == 7
+    assert one(found, "dbprobe_map_overflows_total", map="class_waits") == 2
     assert one(found, "dbprobe_threshold_seconds", family="query") == 0.1
     assert one(found, "dbprobe_events_written_total", event="query") == 3
     assert one(found, "dbprobe_config_last_reload_successful") == 1
