@@ -68,6 +68,11 @@ class TimeBreakdown:
     write_bytes: int = 0
     write_ms: float = 0.0
     waits: tuple[WaitTime, ...] = ()  # PostgreSQL: by wait event, longest first
+    # PostgreSQL's parallel workers for the statement, beside its own time (not in total_ms)
+    workers: int = 0
+    workers_cpu_ms: float = 0.0
+    workers_io_ms: float = 0.0
+    workers_read_bytes: int = 0
 
     @property
     def total_ms(self) -> float:

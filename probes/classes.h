@@ -70,6 +70,10 @@ struct dbp_class_time {
 	u64 writes;
 	u64 write_bytes;
 	u64 write_ns;
+	u64 workers;               /* PostgreSQL's parallel workers, in the statements' time */
+	u64 workers_cpu_ns;
+	u64 workers_io_ns;
+	u64 workers_read_bytes;
 };
 
 /* A statement's wait events, as its breakdown holds them (PostgreSQL's; MySQL has none). */
@@ -321,6 +325,12 @@ static __always_inline void dbp_class_add_time(struct dbp_class_time *sum, const
 		__sync_fetch_and_add(&sum->writes, time->writes);
 		__sync_fetch_and_add(&sum->write_bytes, time->write_bytes);
 		__sync_fetch_and_add(&sum->write_ns, time->write_ns);
+	}
+	if (time->workers) {
+		__sync_fetch_and_add(&sum->workers, time->workers);
+		__sync_fetch_and_add(&sum->workers_cpu_ns, time->workers_cpu_ns);
+		__sync_fetch_and_add(&sum->workers_io_ns, time->workers_io_ns);
+		__sync_fetch_and_add(&sum->workers_read_bytes, time->workers_read_bytes);
 	}
 }
 

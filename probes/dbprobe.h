@@ -92,6 +92,11 @@ struct dbp_breakdown {
 	u32 events;               /* entries of wait[] used */
 	u32 reserved;
 	struct dbp_wait_count wait[DBP_WAIT_EVENTS];
+	/* PostgreSQL's parallel workers, processes of their own, for the leader's statement */
+	u64 workers;              /* workers that joined it */
+	u64 workers_cpu_ns;
+	u64 workers_io_ns;        /* in file calls, or asleep on the disk */
+	u64 workers_read_bytes;
 };
 
 /* Per-CPU totals; user space sums the CPUs. */

@@ -65,7 +65,8 @@ struct waits_thread {
 	u32 off_event;              /* wait_event_info as it went off CPU */
 	u8 off_class;               /* enum dbp_off_class */
 	u8 in_syscall;              /* WAITS_IN_READ, WAITS_IN_WRITE, 0 */
-	u8 reserved[6];
+	u8 reserved[2];
+	u32 leader;                 /* a parallel worker: its leader's thread; 0 otherwise */
 	struct dbp_breakdown statement;   /* since the statement began; cpu_ns filled at its end */
 };
 
@@ -149,6 +150,16 @@ static __always_inline void waits_profile_add(u32 key, u64 ns)
 
 /* Inside a file read or write the CPU span is already closed (waits_syscall_enter), and the
  * whole call, on or off CPU, is counted when it returns. */
+/* A parallel worker's time is also its leader's statement's, apart from the leader's own. */
+static __always_inline struct dbp_breakdown *waits_leader_statement(const struct waits_thread *t)
+{
+	u32 leader = t->leader;
+	if (!leader)
+		return 0;
+	struct waits_thread *l = waits_threads.lookup(&leader);
+	return l ? &l->statement : 0;
+}
+
 static __always_inline void waits_switched_out(struct waits_thread *t, u64 now, u32 prev_state,
 					       bool preempted)
 {
@@ -157,6 +168,9 @@ static __always_inline void waits_switched_out(struct waits_thread *t, u64 now, 
 	if (t->in_syscall)
 		return;
 	t->cpu_ns += now - t->on_since;
+	struct dbp_breakdown *leader = waits_leader_statement(t);
+	if (leader)
+		__sync_fetch_and_add(&leader->workers_cpu_ns, now - t->on_since);
 	if (t->wait_at && !preempted)
 		bpf_probe_read_user(&event, sizeof(event), (void *)t->wait_at);
 	t->off_event = event;
@@ -174,6 +188,9 @@ static __always_inline void waits_switched_in(struct waits_thread *t, u64 now)
 	if (t->in_syscall)
 		return;
 	t->statement.off_ns[klass] += off;
+	struct dbp_breakdown *leader = klass == DBP_OFF_IO ? waits_leader_statement(t) : 0;
+	if (leader)
+		__sync_fetch_and_add(&leader->workers_io_ns, off);
 	if (t->off_event)
 		waits_count_event(&t->statement, t->off_event, off);
 	waits_profile_add(t->off_event ? t->off_event : 0xff000000U | klass, off);
@@ -261,6 +278,12 @@ static __always_inline void waits_syscall_exit(long ret)
 		t->statement.write_bytes += bytes;
 	}
 	t->statement.off_ns[DBP_OFF_IO] += took;
+	struct dbp_breakdown *leader = waits_leader_statement(t);
+	if (leader) {
+		__sync_fetch_and_add(&leader->workers_io_ns, took);
+		if (t->in_syscall == WAITS_IN_READ)
+			__sync_fetch_and_add(&leader->workers_read_bytes, bytes);
+	}
 	if (t->syscall_event)
 		waits_count_event(&t->statement, t->syscall_event, took);
 	waits_profile_add(t->syscall_event ? t->syscall_event : 0xff000000U | DBP_OFF_IO, took);
@@ -289,20 +312,25 @@ WAITS_SYSCALL(pwrite64, WAITS_IN_WRITE)
 WAITS_SYSCALL(writev, WAITS_IN_WRITE)
 WAITS_SYSCALL(pwritev, WAITS_IN_WRITE)
 
+/* The current thread's slot, made for it (on CPU since now) if it has none. */
+static __always_inline struct waits_thread *waits_follow(u32 tid, u64 now)
+{
+	struct waits_thread *t = waits_threads.lookup(&tid);
+	const void *fresh;
+	if (t || !(fresh = dbp_new_slot(sizeof(*t))))
+		return t;
+	t = waits_threads.lookup_or_try_init(&tid, fresh);
+	if (t)
+		t->on_since = now;
+	return t;
+}
+
 /* A statement begins on the current thread, which is on CPU: its breakdown starts at 0. */
 static __always_inline void waits_statement_begins(u64 now)
 {
-	u32 tid = waits_tid();
-	struct waits_thread *t = waits_threads.lookup(&tid);
-	const void *fresh;
-	if (!t) {
-		if (!(fresh = dbp_new_slot(sizeof(*t))))
-			return;
-		t = waits_threads.lookup_or_try_init(&tid, fresh);
-		if (!t)
-			return;
-		t->on_since = now;
-	}
+	struct waits_thread *t = waits_follow(waits_tid(), now);
+	if (!t)
+		return;
 	t->cpu_at_start = t->cpu_ns + (now - t->on_since);
 	__builtin_memset(&t->statement, 0, sizeof(t->statement));
 }
@@ -315,6 +343,22 @@ static __always_inline int pg_wait_storage(struct pt_regs *ctx, const struct dbp
 	struct waits_thread *t = waits_threads.lookup(&tid);
 	if (t && !t->wait_at)
 		t->wait_at = dbp_arg(args, 0);
+	return 0;
+}
+
+/* PostgreSQL: a parallel worker learns its leader (pq_set_parallel_leader, argument 0: the
+ * leader's pid, which is its thread's). The worker is followed from here, for the leader's
+ * current statement. */
+static __always_inline int pg_parallel_leader(struct pt_regs *ctx, const struct dbp_args *args, u16 hook)
+{
+	u32 leader = (u32)dbp_arg(args, 0);
+	struct waits_thread *t = waits_follow(waits_tid(), bpf_ktime_get_ns());
+	if (!t || !leader)
+		return 0;
+	t->leader = leader;
+	struct dbp_breakdown *statement = waits_leader_statement(t);
+	if (statement)
+		__sync_fetch_and_add(&statement->workers, 1);
 	return 0;
 }
 
@@ -353,6 +397,10 @@ static __always_inline void waits_statement_time(struct dbp_class_time *time,
 	time->writes = s->writes;
 	time->write_bytes = s->write_bytes;
 	time->write_ns = s->write_ns;
+	time->workers = s->workers;
+	time->workers_cpu_ns = s->workers_cpu_ns;
+	time->workers_io_ns = s->workers_io_ns;
+	time->workers_read_bytes = s->workers_read_bytes;
 	waits->events = s->events;
 	__builtin_memcpy(waits->wait, s->wait, sizeof(waits->wait));
 }
@@ -362,6 +410,10 @@ static __always_inline void waits_statement_time(struct dbp_class_time *time,
 static __always_inline void waits_statement_begins(u64 now) {}
 static __always_inline void waits_fill(struct dbp_query_event *ev) {}
 static __always_inline int pg_wait_storage(struct pt_regs *ctx, const struct dbp_args *args, u16 hook)
+{
+	return 0;
+}
+static __always_inline int pg_parallel_leader(struct pt_regs *ctx, const struct dbp_args *args, u16 hook)
 {
 	return 0;
 }

@@ -105,7 +105,8 @@ def in_milliseconds(raw: Breakdown, waits: tuple[WaitTime, ...] = ()) -> TimeBre
         runq_ms=off.get("runq", 0) / 1e6, other_ms=off.get("other", 0) / 1e6,
         reads=raw.reads, read_bytes=raw.read_bytes, read_ms=raw.read_ns / 1e6,
         writes=raw.writes, write_bytes=raw.write_bytes, write_ms=raw.write_ns / 1e6,
-        waits=waits,
+        waits=waits, workers=raw.workers, workers_cpu_ms=raw.workers_cpu_ns / 1e6,
+        workers_io_ms=raw.workers_io_ns / 1e6, workers_read_bytes=raw.workers_read_bytes,
     )
 
 

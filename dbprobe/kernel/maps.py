@@ -358,7 +358,9 @@ def _class_time(value) -> tuple[Breakdown | None, int]:
         return None, 0
     breakdown = Breakdown(cpu_ns=time.cpu_ns, off_ns=dict(zip(OFF_CPU_CLASSES, time.off_ns)),
                           reads=time.reads, read_bytes=time.read_bytes, read_ns=time.read_ns,
-                          writes=time.writes, write_bytes=time.write_bytes, write_ns=time.write_ns)
+                          writes=time.writes, write_bytes=time.write_bytes, write_ns=time.write_ns,
+                          workers=time.workers, workers_cpu_ns=time.workers_cpu_ns,
+                          workers_io_ns=time.workers_io_ns, workers_read_bytes=time.workers_read_bytes)
     return breakdown, time.statements
 
 

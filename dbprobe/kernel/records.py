@@ -74,6 +74,10 @@ class BreakdownStruct(ctypes.Structure):
         ("events", ctypes.c_uint32),
         ("reserved", ctypes.c_uint32),
         ("wait", WaitCount * WAIT_EVENTS),
+        ("workers", ctypes.c_uint64),
+        ("workers_cpu_ns", ctypes.c_uint64),
+        ("workers_io_ns", ctypes.c_uint64),
+        ("workers_read_bytes", ctypes.c_uint64),
     ]
 
 
@@ -205,6 +209,11 @@ class Breakdown:
     write_bytes: int = 0
     write_ns: int = 0
     waits: tuple[tuple[int, int, int], ...] = ()  # (wait_event_info, count, ns)
+    # PostgreSQL's parallel workers for the statement: beside its own time, not in it.
+    workers: int = 0
+    workers_cpu_ns: int = 0
+    workers_io_ns: int = 0
+    workers_read_bytes: int = 0
 
     @property
     def total_ns(self) -> int:
@@ -230,7 +239,8 @@ class Breakdown:
         return Breakdown(off_ns=off, waits=kept, **numbers)
 
 
-_SUMMED = ("cpu_ns", "reads", "read_bytes", "read_ns", "writes", "write_bytes", "write_ns")
+_SUMMED = ("cpu_ns", "reads", "read_bytes", "read_ns", "writes", "write_bytes", "write_ns", "workers",
+           "workers_cpu_ns", "workers_io_ns", "workers_read_bytes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,7 +382,7 @@ def decode_txn(record: bytes) -> RawTxn:
 
 # QueryEventHead's layout as struct formats: the per-event decoder, faster than ctypes.
 _QUERY_FIXED = struct.Struct("<IIIHHQQBBHI")
-_BREAKDOWN = struct.Struct(f"<Q{len(OFF_CPU_CLASSES)}QQQQQIIII" + "IIQ" * WAIT_EVENTS)
+_BREAKDOWN = struct.Struct(f"<Q{len(OFF_CPU_CLASSES)}QQQQQIIII" + "IIQ" * WAIT_EVENTS + "QQQQ")
 _QUERY_HEAD = struct.Struct(_QUERY_FIXED.format + _BREAKDOWN.format[1:])
 assert _QUERY_HEAD.size == ctypes.sizeof(QueryEventHead)
 assert _BREAKDOWN.size == ctypes.sizeof(BreakdownStruct)
@@ -397,12 +407,15 @@ def decode_breakdown(values: tuple[int, ...]) -> Breakdown:
     cpu_ns, off = values[0], values[1:1 + classes]
     (read_ns, write_ns, read_bytes, write_bytes, reads, writes, events,
      _reserved) = values[1 + classes:9 + classes]
-    entries = values[9 + classes:]
+    entries = values[9 + classes:9 + classes + 3 * WAIT_EVENTS]
     waits = tuple((entries[3 * i], entries[3 * i + 1], entries[3 * i + 2])
                   for i in range(min(events, WAIT_EVENTS)))
+    workers, workers_cpu_ns, workers_io_ns, workers_read_bytes = values[9 + classes + 3 * WAIT_EVENTS:]
     return Breakdown(cpu_ns=cpu_ns, off_ns=dict(zip(OFF_CPU_CLASSES, off)), reads=reads,
                      read_bytes=read_bytes, read_ns=read_ns, writes=writes,
-                     write_bytes=write_bytes, write_ns=write_ns, waits=waits)
+                     write_bytes=write_bytes, write_ns=write_ns, waits=waits, workers=workers,
+                     workers_cpu_ns=workers_cpu_ns, workers_io_ns=workers_io_ns,
+                     workers_read_bytes=workers_read_bytes)
 
 
 def encode_query(raw: RawQuery) -> bytes:
@@ -419,7 +432,10 @@ def _encode_breakdown(breakdown: Breakdown) -> BreakdownStruct:
     encoded = BreakdownStruct(cpu_ns=breakdown.cpu_ns, read_ns=breakdown.read_ns,
                               write_ns=breakdown.write_ns, read_bytes=breakdown.read_bytes,
                               write_bytes=breakdown.write_bytes, reads=breakdown.reads,
-                              writes=breakdown.writes, events=len(breakdown.waits))
+                              writes=breakdown.writes, events=len(breakdown.waits),
+                              workers=breakdown.workers, workers_cpu_ns=breakdown.workers_cpu_ns,
+                              workers_io_ns=breakdown.workers_io_ns,
+                              workers_read_bytes=breakdown.workers_read_bytes)
     for index, name in enumerate(OFF_CPU_CLASSES):
         encoded.off_ns[index] = breakdown.off_ns.get(name, 0)
     for index, (event, count, ns) in enumerate(breakdown.waits[:WAIT_EVENTS]):

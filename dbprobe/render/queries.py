@@ -52,6 +52,9 @@ def breakdown_text(breakdown: TimeBreakdown) -> str:
         if ms >= 0.05]
     if breakdown.waits and breakdown.waits[0].ms >= 0.05:  # what rounds to 0 says nothing
         parts.append(f"top {breakdown.waits[0].event} {short_ms(breakdown.waits[0].ms)}")
+    if breakdown.workers:
+        parts.append(f"+{breakdown.workers} worker{'s' if breakdown.workers > 1 else ''}: "
+                     f"cpu {short_ms(breakdown.workers_cpu_ms)} io {short_ms(breakdown.workers_io_ms)}")
     return " ".join(parts)
 
 
@@ -104,7 +107,10 @@ def breakdown_fields(breakdown: TimeBreakdown) -> dict[str, float | int]:
                                       for part in BREAKDOWN_PARTS}
     fields.update(reads=breakdown.reads, read_bytes=breakdown.read_bytes,
                   read_ms=round(breakdown.read_ms, 3), writes=breakdown.writes,
-                  write_bytes=breakdown.write_bytes, write_ms=round(breakdown.write_ms, 3))
+                  write_bytes=breakdown.write_bytes, write_ms=round(breakdown.write_ms, 3),
+                  workers=breakdown.workers, workers_cpu_ms=round(breakdown.workers_cpu_ms, 3),
+                  workers_io_ms=round(breakdown.workers_io_ms, 3),
+                  workers_read_bytes=breakdown.workers_read_bytes)
     return fields
 
 

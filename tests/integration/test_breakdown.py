@@ -229,3 +229,24 @@ def test_without_the_breakdown_the_classes_have_none(server):
     sleep = _summary_classes(run)["select pg_sleep(?)"]
     assert sleep["calls"] == 1
     assert "cpu_ms" not in sleep and "timed_calls" not in sleep
+
+
+PARALLEL = ("set max_parallel_workers_per_gather = 2; set parallel_setup_cost = 0; "
+            "set parallel_tuple_cost = 0; set min_parallel_table_scan_size = 0;\n")
+
+
+def test_parallel_workers_time_is_the_leaders_statements_beside_its_own(server):
+    server.psql("drop table if exists wide; create table wide as select g as x, md5(g::text) as pad "
+                "from generate_series(1, 1000000) g; analyze wide;")
+    run = _trace(server)
+    server.psql(PARALLEL + "select sum(length(pad)) from wide;\n")
+    time.sleep(0.3)
+    finished = run.stop(signal.SIGTERM)
+    assert finished.returncode == 0, finished.stderr
+    (query,) = [q for q in finished.events("query") if q["query"] == "select sum(length(pad)) from wide"]
+    assert_adds_up(query)  # the leader's own time; the workers' is beside it
+    assert 1 <= query["workers"] <= 2, query  # as many as the server could launch
+    assert query["workers_cpu_ms"] > 0 and query["workers_read_bytes"] > 0, query
+    (summary,) = finished.events("summary")
+    (entry,) = [c for c in summary["classes"] if c["query"] == "select sum(length(pad)) from wide"]
+    assert (entry["workers"], entry["workers_cpu_ms"]) == (query["workers"], query["workers_cpu_ms"])

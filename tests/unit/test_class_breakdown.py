@@ -163,3 +163,14 @@ def test_a_longest_wait_event_that_rounds_to_nothing_is_not_shown() -> None:
     tiny = TimeBreakdown(cpu_ms=80, io_ms=0.01, lock_ms=0, lwlock_ms=0, client_ms=0, runq_ms=0,
                          other_ms=0, reads=1, waits=(WaitTime("IO:DataFileRead", 1, 0.01),))
     assert render_queries.breakdown_text(tiny) == "cpu 80ms io 0(1 reads) lock 0 lwlock 0"
+
+
+def test_parallel_workers_are_shown_beside_the_leaders_parts() -> None:
+    parts = TimeBreakdown(cpu_ms=80, io_ms=2, lock_ms=0, lwlock_ms=0, client_ms=0, runq_ms=0,
+                          other_ms=0, workers=2, workers_cpu_ms=150, workers_io_ms=4.5)
+    assert render_queries.breakdown_text(parts) == "cpu 80ms io 2.0ms lock 0 lwlock 0 +2 workers: cpu 150ms io 4.5ms"
+    fields = render_queries.breakdown_fields(parts)
+    assert (fields["workers"], fields["workers_cpu_ms"], fields["workers_io_ms"]) == (2, 150.0, 4.5)
+    summed = Breakdown(cpu_ns=1, off_ns={}, workers=1, workers_cpu_ns=5) + Breakdown(cpu_ns=1, off_ns={}, workers=2,
+                                                                                     workers_cpu_ns=7)
+    assert (summed.workers, summed.workers_cpu_ns) == (3, 12)

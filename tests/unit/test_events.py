@@ -63,7 +63,7 @@ def decode_from_memory(record: bytes) -> RawQuery | None:
 def test_encode_decode_round_trip(text: bytes) -> None:
     raw = raw_query(text)
     record = encode_query(raw)
-    assert len(record) == 272 + len(text)
+    assert len(record) == 304 + len(text)
     assert decode_query(record) == raw
     assert decode_from_memory(record) == raw
 
@@ -120,13 +120,13 @@ def test_layout_derived_by_hand() -> None:
     assert ctypes.sizeof(Header) == 16
     assert field_offsets(Header) == {"kind": 0, "pid": 4, "tid": 8, "hook": 12, "reserved": 14}
     # header, u64 start_ns, u64 end_ns, u8 protocol, u8 flags, u16 text_len, u32 database,
-    # then the breakdown: 11 u64, 4 u32 and 8 wait counts of 16 bytes.
-    assert ctypes.sizeof(events.BreakdownStruct) == 11 * 8 + 4 * 4 + 8 * 16
-    assert ctypes.sizeof(QueryEventHead) == 40 + 232
+    # then the breakdown: 11 u64, 4 u32, 8 wait counts of 16 bytes and the workers' 4 u64.
+    assert ctypes.sizeof(events.BreakdownStruct) == 11 * 8 + 4 * 4 + 8 * 16 + 4 * 8
+    assert ctypes.sizeof(QueryEventHead) == 40 + 264
     assert field_offsets(QueryEventHead) == {
         "hdr": 0, "start_ns": 16, "end_ns": 24, "protocol": 32, "flags": 33, "text_len": 34,
         "database": 36, "breakdown": 40}
-    assert events._QUERY_HEAD_SIZE == 272  # where the text starts
+    assert events._QUERY_HEAD_SIZE == 304  # where the text starts
     assert ctypes.sizeof(Totals) == 40
 
 

@@ -100,8 +100,9 @@ def test_query_family_plans_as_usdt(
     # The activity is read at pgstat_report_activity's entry, where its state is an argument;
     # executions end at the USDT probe, at the end of PortalRun and of PortalRunMulti's queries.
     sites = sites_by_label(plan)
+    # And a parallel worker learns its leader at pq_set_parallel_leader.
     assert set(sites) == {"pgstat_report_activity", "AbortCurrentTransaction",
-                          "postgresql:query__execute__done"}
+                          "postgresql:query__execute__done", "pq_set_parallel_leader"}
     executed = sites["postgresql:query__execute__done"]
     assert len(executed) == 2
     assert {(site.handler, site.mechanism, site.on_return) for site in executed} == {
@@ -169,7 +170,7 @@ def test_without_usdt_notes_it_plans_uprobes(recipe: Recipe, usdt_less_postgres:
     labels = Counter(site.label for site in plan.sites)
     # pgstat_report_activity: the activity, and where the wait event is (one place, one trap).
     assert labels == Counter({"pgstat_report_activity": 2, "AbortCurrentTransaction": 1,
-                              "PortalRun (return)": 1})
+                              "PortalRun (return)": 1, "pq_set_parallel_leader": 1})
     for site in plan.sites:
         function = symbols[site.label.removesuffix(" (return)")]
         assert (site.mechanism, site.ref_ctr_offset) == ("uprobe", 0)

@@ -112,7 +112,7 @@ def test_postgresql_recipe_shape() -> None:
     assert (uprobe_executed.symbol, uprobe_executed.on_return) == ("PortalRun", True)
     assert all(hook.probe is None and hook.symbol for hook in uprobe.hooks)
     assert {hook.symbol for hook in uprobe.hooks} == {
-        "pgstat_report_activity", "PortalRun", "AbortCurrentTransaction"}
+        "pgstat_report_activity", "PortalRun", "AbortCurrentTransaction", "pq_set_parallel_leader"}
     locks_uprobe = recipe.family("locks").variants[1]
     (returning,) = [hook for hook in locks_uprobe.hooks if hook.on_return]
     assert (returning.symbol, returning.target) == ("ProcSleep", "ProcSleep (return)")
