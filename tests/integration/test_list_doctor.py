@@ -57,7 +57,8 @@ def test_list_json_says_how_each_server_is_traced(
     assert (query["mechanism"], query["reason"]) == ("usdt", None)
     # The activity is read at pgstat_report_activity's entry, with its state, on every build;
     # the USDT build's executions end and lock waits come from its static probes.
-    assert query["probes"] == ["pgstat_report_activity", "postgresql:query__execute__done",
+    assert query["probes"] == ["pgstat_report_activity", "pq_set_parallel_leader",
+                               "postgresql:query__execute__done",
                                "AbortCurrentTransaction"]
     assert "postgresql:deadlock__found" in with_usdt["families"]["locks"]["probes"]
 
