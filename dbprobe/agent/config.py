@@ -26,6 +26,8 @@ DATABASES = ("postgresql", "mariadb", "mysql")
 DEFAULT_THRESHOLDS = {"query": "100ms", "txn": "100ms", "locks": "100ms"}
 DEFAULT_TOP_K = 50
 MAX_TOP_K = 1000
+DEFAULT_SPARE_PROGRAMS = 3  # builds with a program compiled ahead (dbprobe.kernel.spares)
+MAX_SPARE_PROGRAMS = 16
 DEFAULT_DETACH_AFTER = "30s"
 MAX_THRESHOLD_NS = 24 * 3600 * 10**9
 # Where the distributions install their servers: attached at start, so that a server
@@ -65,6 +67,7 @@ class AgentConfig:
         family: parse_duration_ns(text, default_unit="ms") for family, text in DEFAULT_THRESHOLDS.items()})
     top_k: int = DEFAULT_TOP_K  # statement classes with series of their own, per server
     breakdown: bool = False  # where each class's time went (CPU, I/O, waits): costs CPU, opt-in
+    spare_programs: int = DEFAULT_SPARE_PROGRAMS  # 0: every new binary compiles its own
     binaries: tuple[str, ...] = ()  # glob patterns of server binaries to follow; () follows all
     watch: tuple[str, ...] = DEFAULT_WATCH  # binaries attached before any server runs them
     detach_after_s: float = 30.0  # a binary no server runs (and not watched) stays this long
@@ -114,7 +117,7 @@ def _read_toml(path: str) -> dict[str, Any]:
 
 def _from_document(document: Mapping[str, Any], where: str) -> AgentConfig:
     known = {"listen", "events", "families", "databases", "thresholds", "top_k", "breakdown",
-             "binaries", "watch", "detach_after"}
+             "spare_programs", "binaries", "watch", "detach_after"}
     for key in document:
         if key not in known:
             raise ConfigError(f"{where}: unknown key '{key}' (known: {', '.join(sorted(known))})")
@@ -130,6 +133,8 @@ def _from_document(document: Mapping[str, Any], where: str) -> AgentConfig:
         thresholds_ns=_thresholds(document.get("thresholds", {}), where),
         top_k=get.whole("top_k", 1, MAX_TOP_K) if "top_k" in document else defaults.top_k,
         breakdown=get.flag("breakdown") if "breakdown" in document else defaults.breakdown,
+        spare_programs=(get.whole("spare_programs", 0, MAX_SPARE_PROGRAMS) if "spare_programs" in document
+                        else defaults.spare_programs),
         binaries=get.patterns("binaries") if "binaries" in document else defaults.binaries,
         watch=get.patterns("watch") if "watch" in document else defaults.watch,
         detach_after_s=(get.duration_ns("detach_after", default_unit="s") / 1e9

@@ -190,7 +190,7 @@ class Follower:
                  opener: Callable[[Target, tuple[str, ...], AgentConfig], Attached] | None = None,
                  preparer: Callable[[Target, tuple[str, ...], AgentConfig], float | None] | None = None):
         self.config = config
-        self.spares = SpareModules()
+        self.spares = SpareModules(limit=config.spare_programs)
         self._opener = opener or partial(open_trace, spares=self.spares)
         self._preparer = preparer or partial(prepare_spare, spares=self.spares)
         self._spares_wanted: dict[Identity, None] = {}  # binaries whose build wants a spare
@@ -338,6 +338,8 @@ class Follower:
 
     def _spare_families(self, db: str) -> tuple[str, ...]:
         """The program a new server of this build needs first: statements (see _start)."""
+        if not self.spares.limit:
+            return ()
         families = families_for(db, self.config.families)
         return QUICK_FAMILIES if "query" in families else ()
 
@@ -397,9 +399,12 @@ class Follower:
     def reconfigure(self, config: AgentConfig) -> None:
         """A new configuration; the programs are rebuilt when it changes what they trace."""
         rebuild = self.config.tracing_differs(config)
-        self.config = config
-        if rebuild:  # after the spare being compiled, if one is: the worker runs in order
+        if rebuild or config.spare_programs != self.spares.limit:
+            # After the spare being compiled, if one is: the worker runs in order.
             self._closing.append(self._worker.submit(self.spares.clear))
+            self._spares_wanted.update(dict.fromkeys(self.binaries))
+        self.spares.limit = config.spare_programs
+        self.config = config
         for followed in self.binaries.values():
             if followed.traced is not None:
                 followed.traced.config = config

@@ -37,6 +37,7 @@ families = ["txn", "query"]
 databases = ["postgresql"]
 top_k = 7
 breakdown = true
+spare_programs = 0
 binaries = ["/opt/pg/*"]
 watch = []
 detach_after = "2m"
@@ -49,7 +50,7 @@ txn = 2
     assert config.families == ("query", "txn")  # in the agent's order
     assert config.databases == ("postgresql",)
     assert config.top_k == 7 and config.binaries == ("/opt/pg/*",) and config.watch == ()
-    assert config.breakdown is True
+    assert config.breakdown is True and config.spare_programs == 0
     assert config.detach_after_s == 120.0
     assert config.thresholds_ns == {"query": 250_000, "txn": 2_000_000, "locks": 100_000_000}
     assert config.kernel_thresholds_ns() == {"query": 250_000, "txn": 2_000_000}
@@ -67,6 +68,7 @@ def test_flags_take_precedence(tmp_path: Path) -> None:
     ("top_k = 0", "agent.toml: top_k: 0 is out of range (1 to 1000)"),
     ("top_k = true", "agent.toml: top_k: must be a whole number, not true/false"),
     ('breakdown = "yes"', "agent.toml: breakdown: must be true or false, not a string"),
+    ("spare_programs = 17", "agent.toml: spare_programs: 17 is out of range (0 to 16)"),
     ('families = ["query", "io"]', "agent.toml: families: unknown 'io' (choose from query, locks, txn)"),
     ("families = []", "agent.toml: families: is empty; choose from query, locks, txn"),
     ('databases = ["oracle"]', "agent.toml: databases: unknown 'oracle'"),

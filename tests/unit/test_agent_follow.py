@@ -363,6 +363,27 @@ def test_a_spare_of_the_query_program_is_compiled_once_no_attach_waits(binary: P
     follower.close()
 
 
+def test_no_spare_is_compiled_with_spare_programs_0_and_a_reload_to_0_closes_them(binary: Path) -> None:
+    clock, opener, log = Clock(), Opener(), []
+    preparer = Preparer(opener)
+    config = AgentConfig(watch=(), spare_programs=0)
+    follower = follower_for(config, clock, opener, log, preparer)
+    follower.reconcile([server(binary, 1)])
+    settle(follower)
+    assert len(opener.calls) == 2 and preparer.calls == []
+    follower.reconfigure(replace(config, spare_programs=2))
+    settle(follower)
+    assert [call[1] for call in preparer.calls] == [("query",)] and follower.spares.limit == 2
+    closed = []
+    follower.spares.clear = lambda: closed.append("clear")
+    follower.reconfigure(replace(config, spare_programs=0))
+    settle(follower)
+    for job in follower._closing:
+        job.result(10)
+    assert closed == ["clear"] and len(preparer.calls) == 1
+    follower.close()
+
+
 def test_spares_are_closed_by_a_reload_that_changes_tracing_and_at_exit(binary: Path) -> None:
     clock, opener, log = Clock(), Opener(), []
     config = AgentConfig(watch=())
