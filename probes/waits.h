@@ -402,7 +402,8 @@ static __always_inline void waits_statement_time(struct dbp_class_time *time,
 	time->workers_io_ns = s->workers_io_ns;
 	time->workers_read_bytes = s->workers_read_bytes;
 	waits->events = s->events;
-	__builtin_memcpy(waits->wait, s->wait, sizeof(waits->wait));
+	if (s->events)   /* most statements wait in no event: nothing to copy */
+		__builtin_memcpy(waits->wait, s->wait, sizeof(waits->wait));
 }
 
 #else /* !DBP_WITH_BREAKDOWN */

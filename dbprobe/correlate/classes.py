@@ -15,7 +15,7 @@ from dbprobe.digest.classes import ClassDigest
 from dbprobe.discover.backends import BackendDirectory, DatabaseNames
 from dbprobe.engines.registry import engine_for
 from dbprobe.kernel.maps import ClassCounters, ClassKey
-from dbprobe.correlate.statements import time_breakdown
+from dbprobe.correlate.statements import named_waits
 from dbprobe.kernel.records import QF_NO_TEXT, Breakdown, RawClassSample
 from dbprobe.model import Source, WaitTime
 
@@ -85,4 +85,4 @@ class ClassSamples:
         """A class's wait events by name (the server's version's), longest first."""
         if breakdown is None or not breakdown.waits or sample is None or not sample.db:
             return ()
-        return time_breakdown(breakdown, engine_for(sample.db), sample.version).waits
+        return named_waits(breakdown.waits, engine_for(sample.db), sample.version)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Generic, Mapping, TypeVar
+from typing import Callable, Generic, Mapping, Sequence, TypeVar
 
 from dbprobe.discover.backends import BackendDirectory, DatabaseNames
 from dbprobe.kernel.records import QF_ERROR, QF_TRUNCATED, WAIT_EVENT_MORE, Breakdown, RawQuery, RawTxn
@@ -89,12 +89,17 @@ class Correlator:
 
 def time_breakdown(raw: Breakdown, engine: Engine, version: str | None) -> TimeBreakdown:
     """The kernel's counts in milliseconds, the wait events named for the server's version."""
-    waits = sorted(
+    return in_milliseconds(raw, named_waits(raw.waits, engine, version))
+
+
+def named_waits(waits: Sequence[tuple[int, int, int]], engine: Engine,
+                version: str | None) -> tuple[WaitTime, ...]:
+    """The kernel's (wait_event_info, count, ns) named for the server's version, longest first."""
+    return tuple(sorted(
         (WaitTime("other wait events" if info == WAIT_EVENT_MORE else engine.wait_event_name(info, version),
                   count, ns / 1e6)
-         for info, count, ns in raw.waits),
-        key=lambda wait: -wait.ms)
-    return in_milliseconds(raw, tuple(waits))
+         for info, count, ns in waits),
+        key=lambda wait: -wait.ms))
 
 
 def in_milliseconds(raw: Breakdown, waits: tuple[WaitTime, ...] = ()) -> TimeBreakdown:
